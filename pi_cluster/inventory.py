@@ -341,13 +341,13 @@ def _quiet_ansible(collected: list[str]) -> Iterator[None]:
     def ignore(*a: Any, **k: Any) -> None:
         return None
 
-    display.warning = warning  # type: ignore[method-assign]
-    display.deprecated = ignore  # type: ignore[method-assign]
-    display.display = ignore  # type: ignore[method-assign]
+    display.warning = warning
+    display.deprecated = ignore
+    display.display = ignore
     try:
         yield
     finally:
-        display.warning, display.deprecated, display.display = saved  # type: ignore[method-assign]
+        display.warning, display.deprecated, display.display = saved
 
 
 def _origin(value: Any) -> tuple[str | None, int | None]:
@@ -547,7 +547,7 @@ def _validate(
     cluster_dns = _ip(fv.get("cluster_dns"))
     if cluster_dns is None:
         add(s_host, "cluster_dns", f"malformed IP address {fv.get('cluster_dns')!r}", "e.g. 10.43.0.10")
-    if cluster_cidr and service_cidr and cluster_cidr.overlaps(service_cidr):  # type: ignore[arg-type]
+    if cluster_cidr and service_cidr and cluster_cidr.overlaps(service_cidr):
         add(s_host, "service_cidr", f"service_cidr {service_cidr} overlaps cluster_cidr {cluster_cidr}",
             "pods and Services need separate ranges, e.g. 10.42.0.0/16 and 10.43.0.0/16")
     if cluster_dns and service_cidr:
@@ -561,7 +561,8 @@ def _validate(
                 f"e.g. {service_cidr.network_address + 10}")
     mode = fv.get("kube_proxy_mode")
     if mode not in PROXY_MODES:
-        add(s_host, "kube_proxy_mode", f"unknown kube_proxy_mode {mode!r}", f"one of {', '.join(PROXY_MODES)}")
+        add(s_host, "kube_proxy_mode", f"unknown kube_proxy_mode {mode!r}",
+            f"one of {', '.join(PROXY_MODES)}")
     backend = fv.get("flannel_backend")
     if backend not in FLANNEL_BACKENDS:
         add(s_host, "flannel_backend", f"unknown flannel_backend {backend!r}",
@@ -599,7 +600,8 @@ def _validate(
         if addr_raw is None:
             add(h, "ansible_host", "ansible_host is missing", "set it to the node's IP address")
         elif addr is None:
-            add(h, "ansible_host", f"malformed IP address {addr_raw!r}", "the node's IPv4 address, e.g. 192.168.1.11")
+            add(h, "ansible_host", f"malformed IP address {addr_raw!r}",
+                "the node's IPv4 address, e.g. 192.168.1.11")
         elif str(addr) in seen_ips:
             add(h, "ansible_host", f"duplicate ansible_host {addr}: also used by {seen_ips[str(addr)]}",
                 "each node needs its own address")
@@ -623,7 +625,7 @@ def _validate(
         gateway = v.get("network_gateway")
         if gateway is not None and _ip(gateway) is None:
             add(h, "network_gateway", f"malformed IP address {gateway!r}", "e.g. 192.168.1.1")
-        elif gateway is not None and addr is not None and _ip(gateway) not in lan:  # type: ignore[operator]
+        elif gateway is not None and addr is not None and _ip(gateway) not in lan:
             add(h, "network_gateway", f"gateway {gateway} is outside the node's network {lan}",
                 "check network_prefix and network_gateway")
         dns_list = v.get("network_dns") or []
@@ -634,7 +636,7 @@ def _validate(
                 add(h, "network_dns", f"malformed IP address {d!r}", "a list of DNS server addresses")
         labels = v.get("node_labels") or {}
         if isinstance(labels, list):  # k3s-ansible style ["key=value"]
-            labels = dict(str(x).split("=", 1) if "=" in str(x) else (str(x), "") for x in labels)
+            labels = dict(_label_pair(str(x)) for x in labels)
         if not isinstance(labels, dict):
             add(h, "node_labels", "node_labels must be a mapping of label: value")
             labels = {}
@@ -685,7 +687,7 @@ def _validate(
         if field is None:
             continue
         for h, lan in lan_nets:
-            if lan.version == field.version and lan.overlaps(field):  # type: ignore[arg-type]
+            if lan.version == field.version and lan.overlaps(field):
                 add(s_host, name, f"{name} {field} overlaps the LAN {lan} of node {h}",
                     "pick ranges that no node, router or client on your network uses")
                 break
@@ -703,18 +705,23 @@ def _validate(
         token=SecretStr(str(token)) if token else None,
         api_endpoint=str(api_endpoint),
         api_port=api_port,
-        cluster_cidr=cluster_cidr,  # type: ignore[arg-type]
-        service_cidr=service_cidr,  # type: ignore[arg-type]
-        cluster_dns=cluster_dns,  # type: ignore[arg-type]
+        cluster_cidr=cluster_cidr,
+        service_cidr=service_cidr,
+        cluster_dns=cluster_dns,
         cluster_domain=str(fv.get("cluster_domain") or "cluster.local"),
-        kube_proxy_mode=mode,  # type: ignore[arg-type]
-        flannel_backend=backend,  # type: ignore[arg-type]
+        kube_proxy_mode=mode,
+        flannel_backend=backend,
         servicelb=bool(fv.get("servicelb")),
         extra_server_args=fv.get("extra_server_args") or {},
         extra_agent_args=fv.get("extra_agent_args") or {},
         airgap_dir=fv.get("airgap_dir") or None,
     )
     return Cluster(source=str(src), settings=settings, nodes=nodes, warnings=problems)
+
+
+def _label_pair(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    return key, value
 
 
 def _group_order(raw: dict[str, Any], members: list[str]) -> list[str]:

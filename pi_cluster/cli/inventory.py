@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -41,7 +41,7 @@ def show(
     Example: pi-cluster inventory show -i inventory/example --json
     """
     cluster = load_cluster(inventory)
-    data = {
+    data: dict[str, Any] = {
         "cluster": cluster.summary(),
         "nodes": [
             {"name": n.name, "role": n.role, "address": n.address, "user": n.user, "vars": n.masked_vars()}
