@@ -140,6 +140,26 @@ def _whole_drive(path: Path, drives: list[Drive]) -> Drive | None:
     return None
 
 
+def drive_refusals(drive: Drive, allow_non_removable: bool = False) -> tuple[list[str], str | None]:
+    """Why ``drive`` must not be flashed (empty: it may be), and a hint for the user."""
+    reasons = []
+    if drive.system:
+        reasons.append("it holds the running system (" + ", ".join(m for m in drive.mountpoints
+                                                                 if m in SYSTEM_MOUNTS) + ")")
+    if drive.mounted and not drive.system:
+        reasons.append("it is mounted at " + ", ".join(drive.mountpoints))
+    if drive.readonly:
+        reasons.append("it is read-only (write-protect switch?)")
+    if not drive.removable and not allow_non_removable:
+        reasons.append("it is not a removable drive")
+    hint = None
+    if drive.mounted and not drive.system:
+        hint = f"unmount it first (e.g. `umount {drive.path}*`)"
+    elif reasons and not drive.removable and not drive.system and not drive.readonly:
+        hint = "if this really is the card or SSD to flash, add --allow-non-removable"
+    return reasons, hint
+
+
 def resolve(spec: str, *, drives: list[Drive] | None = None, allow_non_removable: bool = False,
             lsblk_json: str | None = None) -> Target:
     """Turn a command-line TARGET into a :class:`Target`, or raise :class:`Refused` (exit 2: nothing written).
@@ -159,22 +179,8 @@ def resolve(spec: str, *, drives: list[Drive] | None = None, allow_non_removable
         if drive is None:
             raise Refused(spec, ["not a whole drive (a partition?)"],
                           "give the whole device, e.g. /dev/sdb rather than /dev/sdb1; see `pi-cluster devices`")
-        reasons = []
-        if drive.system:
-            reasons.append("it holds the running system (" + ", ".join(m for m in drive.mountpoints
-                                                                     if m in SYSTEM_MOUNTS) + ")")
-        if drive.mounted and not drive.system:
-            reasons.append("it is mounted at " + ", ".join(drive.mountpoints))
-        if drive.readonly:
-            reasons.append("it is read-only (write-protect switch?)")
-        if not drive.removable and not allow_non_removable:
-            reasons.append("it is not a removable drive")
+        reasons, hint = drive_refusals(drive, allow_non_removable)
         if reasons:
-            hint = None
-            if drive.mounted and not drive.system:
-                hint = f"unmount it first (e.g. `umount {drive.path}*`)"
-            elif not drive.removable and not drive.system and not drive.mounted:
-                hint = "if this really is the card or SSD to flash, add --allow-non-removable"
             raise Refused(spec, reasons, hint)
         size = drive.size or _device_size(path)
         return Target(spec, path, True, size, drive)
