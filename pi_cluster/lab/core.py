@@ -437,10 +437,12 @@ class Lab:
                 addr = n.address
                 _wait(f"sshd on {n.name} ({addr}:22)", lambda addr=addr: _tcp_open(addr, 22), 10)  # type: ignore[misc]
         with self._locked() as st3:
-            ctl = self._start_control()
-            if ctl:
-                st3.pids["control"] = ctl
             st3.status = "up"
+        say("kubectl stand-in (control plane)")
+        ctl = self._start_control()  # outside the lock: the controller reads the lab
+        if ctl:
+            with self._locked() as st4:
+                st4.pids["control"] = ctl
         say("up")
 
     def _save(self) -> None:
