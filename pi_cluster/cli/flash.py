@@ -144,17 +144,21 @@ def _render_plan(p: core.Plan, *, verify: bool, fmt: str) -> None:
 
 def _render_report(r: core.FlashReport) -> None:
     t = Table(title="summary", title_justify="left")
-    for col in ("node", "target", "result", "format", "written", "time", "verified", "detail"):
-        t.add_column(col)
+    for col in ("node", "target", "result", "format", "written", "time", "verified"):
+        t.add_column(col, no_wrap=col in ("node", "target", "result", "format"))
+    notes = []
     for tr in r.targets:
         c = tr.customisation
         res = "[green]ok[/]" if tr.ok else "[red]FAILED[/]"
-        detail = tr.error or ""
-        if tr.ok and c is not None:
-            detail = ", ".join(c.files) + ("; " + "; ".join(c.warnings) if c.warnings else "")
         t.add_row(tr.node, tr.target, res, c.format if c else "-", _size(tr.written) if tr.written else "-",
-                  f"{tr.seconds:.1f}s", "yes" if tr.verified else "no", detail)
+                  f"{tr.seconds:.1f}s", "yes" if tr.verified else "no")
+        if not tr.ok:
+            notes.append(f"[red]{tr.node} → {tr.target}[/]: {tr.error}")
+        for w in c.warnings if c else []:
+            notes.append(f"[yellow]{tr.node} → {tr.target}[/]: {w}")
     console.print(t)
+    for n in notes:
+        console.print(n, highlight=False)
     ok = sum(t.ok for t in r.targets)
     console.print(f"{ok} of {len(r.targets)} target(s) written", highlight=False)
 
