@@ -6,7 +6,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -102,7 +102,7 @@ def status(
     console.print(f"inventory: {st['inventory']}", highlight=False)
 
 
-def _render_nodes(st: dict) -> None:  # type: ignore[type-arg]
+def _render_nodes(st: dict[str, Any]) -> None:
     t = Table("node", "role", "address", "netns", "pod CIDR", "sshd")
     for n in st["nodes"]:
         t.add_row(n["name"], n["role"], n["address"], n["netns"], n["pod_cidr"],
