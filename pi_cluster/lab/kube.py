@@ -30,7 +30,8 @@ from typing import Any, Protocol
 import yaml
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-SUPPORTED_APPLY_KINDS = {"Namespace": "v1", "Service": "v1", "DaemonSet": "apps/v1", "Deployment": "apps/v1"}
+SUPPORTED_APPLY_KINDS = {"Namespace": "v1", "Service": "v1", "Pod": "v1", "DaemonSet": "apps/v1",
+                         "Deployment": "apps/v1"}
 NODE_PORT_RANGE = (30000, 32767)
 DEFAULT_K3S_VERSION = "v1.31.4+k3s1"
 AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
@@ -247,15 +248,17 @@ KIND_ALIASES = {
     "daemonset.apps": "DaemonSet", "daemonsets.apps": "DaemonSet",
     "deployment": "Deployment", "deployments": "Deployment", "deploy": "Deployment",
     "deployment.apps": "Deployment", "deployments.apps": "Deployment",
+    "endpoints": "Endpoints", "ep": "Endpoints",
 }
-API_VERSION = {"Node": "v1", "Pod": "v1", "Service": "v1", "Namespace": "v1", "EndpointSlice": "discovery.k8s.io/v1",
+API_VERSION = {"Endpoints": "v1",
+               "Node": "v1", "Pod": "v1", "Service": "v1", "Namespace": "v1", "EndpointSlice": "discovery.k8s.io/v1",
                "DaemonSet": "apps/v1", "Deployment": "apps/v1"}
 CLUSTER_SCOPED = {"Node", "Namespace"}
 # how kubectl names a kind in its messages (`daemonset.apps/echo created`, `pod "x" deleted`)
-KIND_REF = {"Node": "node", "Pod": "pod", "Service": "service", "Namespace": "namespace",
+KIND_REF = {"Endpoints": "endpoints", "Node": "node", "Pod": "pod", "Service": "service", "Namespace": "namespace",
             "EndpointSlice": "endpointslice.discovery.k8s.io", "DaemonSet": "daemonset.apps",
             "Deployment": "deployment.apps"}
-PLURAL = {"Node": "nodes", "Pod": "pods", "Service": "services", "Namespace": "namespaces",
+PLURAL = {"Endpoints": "endpoints", "Node": "nodes", "Pod": "pods", "Service": "services", "Namespace": "namespaces",
           "EndpointSlice": "endpointslices.discovery.k8s.io", "DaemonSet": "daemonsets.apps",
           "Deployment": "deployments.apps"}
 
@@ -263,7 +266,7 @@ PLURAL = {"Node": "nodes", "Pod": "pods", "Service": "services", "Namespace": "n
 def resolve_kind(word: str, verb: str) -> str:
     kind = KIND_ALIASES.get(word.lower())
     if kind is None:
-        supported = "nodes, pods, services, endpointslices, namespaces, daemonsets, deployments"
+        supported = "nodes, pods, services, endpointslices, endpoints, namespaces, daemonsets, deployments"
         raise KubeError(f'error: the server doesn\'t have a resource type "{word}" '
                         f"(the pi-cluster lab kubectl stand-in supports {verb} on: {supported})")
     return kind
@@ -417,7 +420,7 @@ class KubeCluster:
                 self._node_expr(node_expr, {}, where)
 
     # ------------------------------------------------------------------------------------------ pods
-    def _create_pod(self, namespace: str, owner_kind: str, owner: dict[str, Any], name: str, node: str,
+    def _create_pod(self, namespace: str, owner_kind: str, owner: dict[str, Any] | None, name: str, node: str,
                     template: dict[str, Any], tmpl_hash: str, extra_labels: dict[str, str]) -> None:
         labels = {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
         labels.update(extra_labels)
@@ -426,8 +429,9 @@ class KubeCluster:
             argv = [str(a) for a in (c.get("command") or [])[1:] + (c.get("args") or [])]
             containers.append(self.types.ContainerSpec(name=str(c["name"]), port=container_port(c), args=argv))
         self.store.pods[_key(namespace, name)] = {
-            "owner": {"kind": owner_kind, "name": owner["manifest"]["metadata"]["name"], "uid": owner["uid"]},
-            "template": template, "hash": tmpl_hash, "generation": owner["generation"]}
+            "owner": {"kind": owner_kind, "name": owner["manifest"]["metadata"]["name"], "uid": owner["uid"]}
+            if owner else None,
+            "template": template, "hash": tmpl_hash, "generation": owner["generation"] if owner else 1}
         self.save()
         try:
             self.lab.add_pod(namespace, name, node, labels, containers)
@@ -447,7 +451,7 @@ class KubeCluster:
             if _get(p, "namespace") != namespace:
                 continue
             meta = self.store.pods.get(_key(namespace, _get(p, "name")))
-            if meta and meta["owner"]["kind"] == kind and meta["owner"]["name"] == name:
+            if meta and meta.get("owner") and meta["owner"]["kind"] == kind and meta["owner"]["name"] == name:
                 out.append(p)
         return out
 
@@ -606,7 +610,14 @@ class KubeCluster:
                     p.setdefault("protocol", "TCP")
             return out
         out = []
+        dns = _get(pod, "kind") == "dns"
         for c in _get(pod, "containers") or []:
+            if dns:
+                out.append({"name": str(_get(c, "name")), "image": "rancher/mirrored-coredns-coredns:1.11.3",
+                            "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                                      {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}],
+                            "resources": {}})
+                continue
             out.append({"name": str(_get(c, "name")), "image": AGNHOST_IMAGE, "imagePullPolicy": "IfNotPresent",
                         "args": [str(a) for a in _get(c, "args") or []],
                         "ports": [{"containerPort": int(_get(c, "port", 8080)), "protocol": "TCP"}], "resources": {}})
@@ -629,7 +640,7 @@ class KubeCluster:
                                 "dnsPolicy": "ClusterFirst", "serviceAccountName": "default",
                                 "terminationGracePeriodSeconds": 30, "enableServiceLinks": True}
         if meta:
-            owner = meta["owner"]
+            owner = meta.get("owner") or {"kind": "Pod"}
             tspec = meta["template"]["spec"]
             for k in ("nodeSelector", "affinity", "tolerations", "dnsPolicy", "terminationGracePeriodSeconds"):
                 if k in tspec:
@@ -638,7 +649,7 @@ class KubeCluster:
                 metadata["generateName"] = f"{owner['name']}-"
                 metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": owner["name"],
                                                 "uid": owner["uid"], "controller": True, "blockOwnerDeletion": True}]
-            else:
+            elif owner["kind"] == "Deployment":
                 rs = f"{owner['name']}-{meta['hash']}"
                 metadata["generateName"] = f"{rs}-"
                 metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
@@ -767,6 +778,39 @@ class KubeCluster:
                        "protocol": str(_get(p, "protocol", "TCP"))} for p in ports],
         }
 
+    @staticmethod
+    def endpoints_json(sl: dict[str, Any]) -> dict[str, Any]:
+        """The v1 Endpoints object the endpoints controller keeps beside the EndpointSlice."""
+        m = sl["metadata"]
+        name = m["labels"]["kubernetes.io/service-name"]
+        ready: list[dict[str, Any]] = []
+        not_ready: list[dict[str, Any]] = []
+        for e in sl["endpoints"]:
+            addr: dict[str, Any] = {"ip": e["addresses"][0]}
+            if "nodeName" in e:
+                addr["nodeName"] = e["nodeName"]
+            if "targetRef" in e:
+                addr["targetRef"] = dict(e["targetRef"])
+            (ready if e["conditions"]["ready"] else not_ready).append(addr)
+        labels = {k: v for k, v in m["labels"].items() if k not in (
+            "endpointslice.kubernetes.io/managed-by", "kubernetes.io/service-name")}
+        out: dict[str, Any] = {"apiVersion": "v1", "kind": "Endpoints",
+                               "metadata": {"name": name, "namespace": m["namespace"],
+                                            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, "ep:" + m["uid"])),
+                                            "resourceVersion": m["resourceVersion"],
+                                            "creationTimestamp": m["creationTimestamp"], "labels": labels}}
+        if ready or not_ready:
+            subset: dict[str, Any] = {"ports": [dict(p) for p in sl["ports"]]}
+            for p in subset["ports"]:
+                if not p["name"]:
+                    del p["name"]
+            if ready:
+                subset["addresses"] = ready
+            if not_ready:
+                subset["notReadyAddresses"] = not_ready
+            out["subsets"] = [subset]
+        return out
+
     def namespace_json(self, name: str) -> dict[str, Any]:
         ns = self.store.namespaces[name]
         labels = {"kubernetes.io/metadata.name": name}
@@ -857,13 +901,16 @@ class KubeCluster:
             pods = [p for p in self._pods() if in_ns(str(_get(p, "namespace")))]
             pods.sort(key=lambda p: (str(_get(p, "namespace")), str(_get(p, "name"))))
             return [self.pod_json(p, nodes) for p in pods]
-        if kind in ("Service", "EndpointSlice"):
+        if kind in ("Service", "EndpointSlice", "Endpoints"):
             svcs = [s for s in self._services() if in_ns(str(_get(_get(s, "spec"), "namespace")))]
             svcs.sort(key=lambda s: (str(_get(_get(s, "spec"), "namespace")), str(_get(_get(s, "spec"), "name"))))
             if kind == "Service":
                 return [self.service_json(s) for s in svcs]
             pods = self._pods()
-            return [sl for s in svcs if (sl := self.endpointslice_json(s, pods, nodes)) is not None]
+            slices = [sl for s in svcs if (sl := self.endpointslice_json(s, pods, nodes)) is not None]
+            if kind == "EndpointSlice":
+                return slices
+            return [self.endpoints_json(sl) for sl in slices]
         pods = self._pods()
         objs = [o for k, o in sorted(self.store.kind(kind).items()) if in_ns(k.split("/", 1)[0])]
         return [self.workload_json(kind, o, pods) for o in objs]
@@ -880,9 +927,6 @@ class KubeCluster:
         kind, api = doc.get("kind"), doc.get("apiVersion")
         if not kind or not api:
             raise KubeError(f'error: error validating "{source}": apiVersion and kind must be set')
-        if kind.endswith("List") and "items" in doc:
-            raise KubeError(f'error: "{source}": kind {kind} is not supported by the lab stand-in; '
-                            "use multi-document YAML")
         if kind not in SUPPORTED_APPLY_KINDS:
             raise KubeError(f'error: the pi-cluster lab kubectl stand-in does not support kind "{kind}" '
                             f'(apiVersion "{api}") in "{source}"; supported: '
@@ -922,6 +966,13 @@ class KubeCluster:
         where = f'{KIND_REF[kind]} "{name}"'
         if kind == "Service":
             self._service_spec(doc, where, check_only=True)
+        elif kind == "Pod":
+            self.check_pod_spec(doc.get("spec") or {}, where)
+            node = (doc.get("spec") or {}).get("nodeName")
+            if node and node not in {str(_get(n, "name")) for n in self._nodes()}:
+                raise KubeError(f'error: {where}: spec.nodeName "{node}": no such node in the lab')
+            if not _DNS1123_SUBDOMAIN.match(str(name)):
+                raise KubeError(f'The Pod "{name}" is invalid: metadata.name: Invalid value')
         else:
             spec = doc.get("spec") or {}
             template = spec.get("template") or {}
@@ -1065,7 +1116,7 @@ class KubeCluster:
                 raise KubeError("error: no objects passed to apply")
             lines: dict[int, str] = {}
             ordered = sorted(range(len(checked)), key=lambda i: {"Namespace": 0, "DaemonSet": 1, "Deployment": 1,
-                                                                "Service": 2}[checked[i][0]])
+                                                                "Pod": 1, "Service": 2}[checked[i][0]])
             to_reconcile: list[tuple[str, str, str]] = []
             for i in ordered:
                 kind, ns, name, doc = checked[i]
@@ -1084,6 +1135,8 @@ class KubeCluster:
                     else:
                         lines[i] = f"{ref}/{name} unchanged"
                     self.save()
+                elif kind == "Pod":
+                    lines[i] = self._apply_pod(ns, name, doc)
                 elif kind == "Service":
                     where = f'{ref} "{name}"'
                     spec = self._service_spec(doc, where)
@@ -1124,6 +1177,37 @@ class KubeCluster:
                 self.reconcile(kind, ns, name)
             return Result(0, "".join(lines[i] + "\n" for i in range(len(checked))))
 
+    def _apply_pod(self, ns: str, name: str, doc: dict[str, Any]) -> str:
+        """A bare Pod (no controller): started on spec.nodeName, else on the least busy node that fits."""
+        key = _key(ns, name)
+        exists = any(_get(p, "namespace") == ns and _get(p, "name") == name for p in self._pods())
+        if exists:
+            meta = self.store.pods.get(key) or {}
+            if meta.get("manifest") == doc:
+                return f"pod/{name} unchanged"
+            raise KubeError(f'The Pod "{name}" is invalid: spec: Forbidden: pod updates are not supported by the '
+                            "lab stand-in (delete the pod and apply it again)")
+        spec = doc.get("spec") or {}
+        template = {"metadata": {"labels": (doc["metadata"].get("labels") or {})}, "spec": spec}
+        where = f'pod "{name}"'
+        node = spec.get("nodeName")
+        if not node:
+            pods = self._pods()
+            names = [str(_get(n, "name")) for n in self._nodes()]
+            nodes = {str(_get(n, "name")): n for n in self._nodes()}
+            cands = [n for n in names if self._node_affinity_ok(spec, nodes[n], where)
+                     and self._pod_affinity_ok(ns, spec, n, pods, set(), where)]
+            if not cands:
+                raise KubeError(f"error: {where}: 0/{len(names)} nodes are available (node selector or affinity)")
+            node = min(cands, key=lambda n: (sum(1 for p in pods if _get(p, "node") == n), names.index(n)))
+        try:
+            self._create_pod(ns, "Pod", None, name, str(node), template, self.template_hash(template), {})
+        except Exception as e:
+            raise KubeError(f'Error from server: error when creating pod "{name}": {e}') from e
+        self.store.pods[key]["manifest"] = doc
+        self.save()
+        return f"pod/{name} created"
+
     # ------------------------------------------------------------------------------------------ delete
     def delete(self, kind: str, namespace: str, names: list[str], ignore_not_found: bool) -> Result:
         with self.lock:
@@ -1149,7 +1233,7 @@ class KubeCluster:
             if pod is None:
                 raise self._not_found(kind, name)
             meta = self.store.pods.get(_key(namespace, name))
-            if meta:
+            if meta and meta.get("owner"):
                 # the owning controller starts a replacement while the old pod terminates (new name, new IP)
                 self.reconcile(meta["owner"]["kind"], namespace, meta["owner"]["name"],
                                replacing={_key(namespace, name)})
@@ -1294,7 +1378,15 @@ class KubeCluster:
 
 
 def load_yaml_docs(text: str, source: str) -> list[tuple[str, Any]]:
+    """YAML/JSON documents; a `kind: List` (or `...List`) with `items` is expanded into its items."""
     try:
-        return [(source, d) for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
-        raise KubeError(f'error: error parsing {source}: {e}') from e
+        raise KubeError(f"error: error parsing {source}: {e}") from e
+    out: list[tuple[str, Any]] = []
+    for d in docs:
+        if isinstance(d, dict) and str(d.get("kind", "")).endswith("List") and isinstance(d.get("items"), list):
+            out += [(source, item) for item in d["items"] if item is not None]
+        else:
+            out.append((source, d))
+    return out

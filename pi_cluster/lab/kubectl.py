@@ -201,6 +201,9 @@ def _table(kind: str, items: list[dict[str, Any]], all_ns: bool, no_headers: boo
         if kind == "EndpointSlice":
             eps = ",".join(a for e in o["endpoints"] for a in e["addresses"]) or "<unset>"
             return [m["name"], o["addressType"], ",".join(str(p["port"]) for p in o["ports"]), eps]
+        if kind == "Endpoints":
+            return [m["name"], ",".join(f"{a['ip']}:{p['port']}" for ss in o.get("subsets", [])
+                                        for a in ss.get("addresses", []) for p in ss["ports"]) or "<none>"]
         if kind == "DaemonSet":
             return [m["name"], str(st["desiredNumberScheduled"]), str(st["currentNumberScheduled"]),
                     str(st["numberReady"]), str(st["updatedNumberScheduled"]), str(st["numberAvailable"])]
@@ -212,7 +215,7 @@ def _table(kind: str, items: list[dict[str, Any]], all_ns: bool, no_headers: boo
                "Service": ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"], "Namespace": ["NAME", "STATUS"],
                "EndpointSlice": ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS"],
                "DaemonSet": ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE"],
-               "Deployment": ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"]}[kind]
+               "Deployment": ["NAME", "READY", "UP-TO-DATE", "AVAILABLE"], "Endpoints": ["NAME", "ENDPOINTS"]}[kind]
     rows = [([o["metadata"].get("namespace", "")] if all_ns else []) + row(o) for o in items]
     if all_ns:
         headers = ["NAMESPACE", *headers]
@@ -466,6 +469,10 @@ def run(cluster: KubeCluster, argv: list[str], stdin: str = "", files: dict[str,
         return Result(e.code, "".join(_out.buf), e.message)
     except KubeError as e:
         return Result(1, "", e.message.rstrip("\n") + "\n")
+    except Exception as e:  # the lab refused (LabError) or failed: an answer with exit 1, never a success
+        if type(e).__name__ != "LabError":
+            raise
+        return Result(1, "", f"Error from server (lab): {e}\n")
 
 
 CLIENT_TEMPLATE = '''#!{python} -I

@@ -395,6 +395,32 @@ def test_help_says_test_double(cluster: KubeCluster) -> None:
     assert r.code == 0 and len(json.loads(r.stdout)["items"]) == 3
 
 
+def test_bare_pods_from_a_list_and_endpoints(cluster: KubeCluster, lab: LabAPITestDouble) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client-node2", "labels": {"app": "client"}},
+         "spec": {"nodeName": "node2", "containers": [{"name": "c", "image": "agnhost", "args": ["netexec"]}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loose", "labels": {"app": "client"}},
+         "spec": {"containers": [{"name": "c", "image": "agnhost", "ports": [{"containerPort": 9000}]}]}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "client"},
+         "spec": {"selector": {"app": "client"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}},
+    ]}
+    r = k(cluster, "apply -f -", json.dumps(doc))
+    assert r.stdout.splitlines() == ["pod/client-node2 created", "pod/loose created", "service/client created"]
+    assert {p.name: (p.node, p.containers[0].port) for p in lab.pods()} == {"client-node2": ("node2", 8080),
+                                                                           "loose": ("node1", 9000)}
+    assert k(cluster, "apply -f -", json.dumps(doc)).stdout.count("unchanged") == 3
+    ep = kj(cluster, "get endpoints client -o json")
+    assert ep["kind"] == "Endpoints"
+    assert sorted(a["ip"] for a in ep["subsets"][0]["addresses"]) == sorted(p.ip for p in lab.pods())
+    assert ep["subsets"][0]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    pods = kj(cluster, "get pods --field-selector spec.nodeName=node2 -o json")["items"]
+    assert [p["metadata"]["name"] for p in pods] == ["client-node2"]
+    # a bare pod has no controller: deleting it does not bring it back
+    assert k(cluster, "delete pod loose --wait=false").code == 0
+    cluster.reconcile_all()
+    assert [p.name for p in lab.pods()] == ["client-node2"]
+
+
 def test_selectors_and_durations() -> None:
     reqs = parse_selector("a=b,c!=d,e,!f")
     assert [(r.key, r.op, r.value) for r in reqs] == [("a", "=", "b"), ("c", "!=", "d"), ("e", "exists", ""),
