@@ -78,6 +78,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         data = self.rfile.read(MAX_REQUEST + 1)
+        if not data.strip():  # a liveness probe (start() connects and closes)
+            return
         try:
             if len(data) > MAX_REQUEST:
                 raise ValueError("request too large")
