@@ -58,13 +58,20 @@ class Bridge:
         self.config: pytest.Config | None = None
         self.extra: list[Result] = []
         self.interrupted = False
+        self.own: set[str] = set()
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for it in items:
+            mod = getattr(it, "module", None)
+            if mod is not None and mod.__name__.startswith("pi_cluster.conformance.") and hasattr(mod, "SCENARIO"):
+                self.own.add(it.nodeid)
 
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
         config._pi_progress = self.view  # type: ignore[attr-defined]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if f"{os.sep}conformance{os.sep}test_" in str(report.fspath) and str(report.fspath).startswith(str(PKG_DIR)):
+        if report.nodeid in self.own:
             return
         if report.when != "call" and not (report.failed or report.skipped):
             return
@@ -136,7 +143,7 @@ def check(
         args += ["--pi-junit", str(junit)]
     if json_file:
         args += ["--pi-json", str(json_file)]
-    args += ["-q", "-rN"] if verbose else ["-q", "-p", "no:terminal"]
+    args += ["-q", "-rN"] if verbose else ["-p", "no:terminal"]
     view = LiveView([n.name for n in cluster.nodes] + ["workstation"])
     bridge = Bridge(view)
     if console.is_terminal and not verbose:

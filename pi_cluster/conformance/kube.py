@@ -55,7 +55,7 @@ class Kube:
     def get(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         args = ["get", kind, "-o", "json"]
         if namespace:
-            args[2:2] = ["-n", namespace]
+            args += ["-n", namespace]
         out = self.kubectl(args)
         try:
             data = json.loads(out)
@@ -71,7 +71,7 @@ class Kube:
         self.kubectl(["delete", "namespace", namespace, "--ignore-not-found", "--wait=false"])
 
     def delete_pod(self, namespace: str, name: str) -> None:
-        self.kubectl(["delete", "pod", "-n", namespace, name, "--wait=false"])
+        self.kubectl(["delete", "pod", name, "-n", namespace, "--wait=false"])
 
 
 def node_ready(node: dict[str, Any]) -> bool:

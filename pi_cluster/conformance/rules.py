@@ -7,31 +7,30 @@ protocol)); nft ``service-<H>-ns/svc/proto/port`` with H = 8 chars of base32(sha
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def _hash(text: str, n: int) -> str:
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:n]
+from pi_cluster import kubeproxy_names as names
 
 
 def svc_chain(port_name: str, protocol: str) -> str:
     """``KUBE-SVC-XPGD46QRK7WJZT7O`` for ``ns1/svc1:p80`` + ``tcp``."""
-    return "KUBE-SVC-" + _hash(port_name + protocol.lower(), 16)
+    return names.svc_chain(port_name, protocol)
 
 
 def ext_chain(port_name: str, protocol: str) -> str:
-    return "KUBE-EXT-" + _hash(port_name + protocol.lower(), 16)
+    return names.ext_chain(port_name, protocol)
 
 
 def nft_service_chain(namespace: str, service: str, protocol: str, port_name: str | None) -> str:
     """``service-ULMVA6XW-ns1/svc1/tcp/p80``."""
-    rest = f"{namespace}/{service}/{protocol.lower()}/{port_name or ''}"
-    return f"service-{_hash(rest, 8)}-{rest}"
+    return names.nft_service_chain(namespace, service, protocol, port_name)
+
+
+def nft_external_chain(namespace: str, service: str, protocol: str, port_name: str | None) -> str:
+    return names.nft_external_chain(namespace, service, protocol, port_name)
 
 
 @dataclass
@@ -164,11 +163,9 @@ def nft_lookup(table: dict[str, Any], namespace: str, service: str, vip: str | N
     proto = protocol.lower()
     if vip:
         out.vip = any(k == (vip, proto, str(port)) and t == chain for k, t in maps.get("service-ips", []))
-    out.endpoints = chains.get(chain + "#vmap", 0) or sum(
-        1 for c in chains if c.startswith("endpoint-") and c.split("-", 2)[-1].startswith(
-            f"{namespace}/{service}/{proto}/{port_name or ''}__"))
+    out.endpoints = chains.get(chain + "#vmap", 0)
     if node_port:
-        ext = "external-" + chain.split("-", 1)[1]
+        ext = nft_external_chain(namespace, service, protocol, port_name)
         out.node_port = any(k == (proto, str(node_port)) and t in (chain, ext)
                             for k, t in maps.get("service-nodeports", []))
     return out

@@ -160,6 +160,7 @@ class CheckRun:
         assert self.pool is not None
         servers = [n.name for n in self.cluster.servers]
         self.note("setup", servers[0] if servers else "", "connecting to the first reachable server")
+        t0 = time.monotonic()
         try:
             self.kube = Kube.connect(self.pool, servers, timeout=min(30.0, self.remaining()))
         except KubeError as e:
@@ -170,6 +171,7 @@ class CheckRun:
         except KubeError as e:
             raise SetupError(str(e)) from e
         nodes = wl.node_summary(self.w.nodes)
+        self.report.facts["connect_seconds"] = round(time.monotonic() - t0, 2)
         supported = wl.image_arches(self.options.image)
         if supported is not None:
             bad = {n: i["arch"] for n, i in nodes.items() if i["arch"] and i["arch"] not in supported}
@@ -222,7 +224,9 @@ class CheckRun:
         for m in mods:  # phases that disturb the workload (churn) run after every other probe
             extra = getattr(m, "after", None)
             if extra is not None:
+                t1 = time.monotonic()
                 self.report.extend(extra(self))
+                self.report.facts[f"{m.SCENARIO}_seconds"] = round(time.monotonic() - t1, 2)
         self.report.attribute_causes()
 
     def teardown(self) -> None:
@@ -242,6 +246,7 @@ class CheckRun:
         finally:
             if self.pool is not None:
                 self.pool.close()
+            self.report.facts["total_seconds"] = round(time.monotonic() - self.started, 2)
 
     def execute(self) -> Report:
         """setup + probe + teardown; setup errors land in ``report.setup_error``."""
@@ -252,7 +257,6 @@ class CheckRun:
             self.report.setup_error = str(e)
         finally:
             self.teardown()
-        self.report.facts["total_seconds"] = round(time.monotonic() - self.started, 2)
         return self.report
 
 
