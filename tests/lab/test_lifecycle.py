@@ -88,7 +88,7 @@ def test_clear_errors(lab_ok: None) -> None:
     r = subprocess.run(["unshare", "--user", *CLI, "up", "--name", name], capture_output=True, text=True,
                        timeout=60, check=False)
     assert r.returncode == 2 and "needs root" in r.stderr and "Traceback" not in r.stderr
-    with pytest.raises(LabError, match="missing system tool.*no-such-tool-x") as e:
+    with pytest.raises(LabError, match=r"missing system tool.*no-such-tool-x") as e:
         require_tools(["ip", "no-such-tool-x"])
     assert e.value.hint and "apt-get install" in e.value.hint
     r = subprocess.run([*CLI, "up", "--name", "Bad_Name"], capture_output=True, text=True, timeout=60, check=False)
