@@ -177,6 +177,52 @@ def test_delete_pod_is_replaced_and_the_vip_keeps_answering(lab: Any, probe: dic
     assert results.count("200") == 40, f"failed requests during churn: {[x for x in results if x != '200']}"
 
 
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: probe}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+            - matchExpressions: [{key: kubernetes.io/hostname, operator: NotIn, values: [NODE]}]
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: web}}
+            topologyKey: kubernetes.io/hostname
+      containers:
+      - name: agnhost
+        image: registry.k8s.io/e2e-test-images/agnhost:2.53
+        args: [netexec, --http-port=9376]
+"""
+
+
+def test_deployment_replicas_affinity_and_wait(lab: Any, probe: dict[str, Any]) -> None:
+    excluded = lab.nodes[0].name
+    r = ssh(lab, "kubectl apply -f -", stdin=DEPLOYMENT.replace("NODE", excluded))
+    assert (r.returncode, r.stdout) == (0, "deployment.apps/web created\n"), r.stderr
+    r = ssh(lab, "kubectl rollout status deployment/web -n probe --timeout=30s")
+    assert r.returncode == 0 and 'deployment "web" successfully rolled out' in r.stdout, r.stderr
+    r = ssh(lab, "kubectl wait --for=condition=Ready pod -l app=web -n probe --timeout=30s")
+    assert r.returncode == 0 and r.stdout.count("condition met") == 2, r.stderr
+    pods = kubectl_json(lab, "get pods -n probe -l app=web")["items"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(n.name for n in lab.nodes[1:])
+    for p in pods:  # the pod's server listens on the port its args ask for, and answers with the pod's name
+        out = on_node(lab, excluded, ["curl", "-s", "-m", "3", f"http://{p['status']['podIP']}:9376/hostname"])
+        assert out.strip() == p["metadata"]["name"]
+    dep = kubectl_json(lab, "get deployment web -n probe")
+    assert (dep["status"]["readyReplicas"], dep["status"]["updatedReplicas"]) == (2, 2)
+    r = ssh(lab, "kubectl delete deployment web -n probe")
+    assert r.returncode == 0, r.stderr
+    assert [p for p in lab.pods() if p.labels.get("app") == "web"] == []
+
+
 def test_unsupported_input_is_refused_over_ssh(lab: Any) -> None:
     for cmd, named in (("k3s kubectl exec -it x -- sh", "exec"),
                        ("k3s kubectl get configmaps -o json", "configmaps"),

@@ -259,6 +259,19 @@ def test_deleting_a_daemonset_pod_gets_a_replacement_with_new_name_and_ip(cluste
     assert sorted(e["addresses"][0] for e in sl["endpoints"]) == sorted(p["status"]["podIP"] for p in pods)
 
 
+def test_changing_a_daemonset_template_rolls_every_pod(cluster: KubeCluster, lab: LabAPITestDouble) -> None:
+    assert k(cluster, "apply -f -", PROBE).code == 0
+    old = {p.name for p in lab.pods()}
+    r = k(cluster, "apply -f -", PROBE.replace("--http-port=8080", "--http-port=9090"))
+    assert "daemonset.apps/echo configured" in r.stdout and "service/echo unchanged" in r.stdout
+    pods = lab.pods()
+    assert len(pods) == 3 and not old & {p.name for p in pods}
+    assert {p.containers[0].port for p in pods} == {9090}
+    assert {p.labels["pod-template-generation"] for p in pods} == {"2"}
+    ds = kj(cluster, "get ds echo -n probe -o json")
+    assert (ds["metadata"]["generation"], ds["status"]["updatedNumberScheduled"]) == (2, 3)
+
+
 def test_pod_deleted_behind_the_controllers_back_is_replaced(cluster: KubeCluster, lab: LabAPITestDouble) -> None:
     assert k(cluster, "apply -f -", PROBE).code == 0
     gone = lab.pods()[0]
