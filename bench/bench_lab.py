@@ -38,10 +38,10 @@ def main() -> int:
                 res[f"up{n}"].append(t)
                 if n == 3:
                     for node in lab.nodes:
-                        t, _ = timed(lambda node=node: lab.add_pod("bench", f"echo-{node.name}", node.name,
+                        t, _ = timed(lambda node=node, lab=lab: lab.add_pod("bench", f"echo-{node.name}", node.name,
                                                                    {"app": "echo"}, [ContainerSpec()]))
                         res["pod"].append(t)
-                    t, _ = timed(lambda: lab.apply_service(ServiceSpec(
+                    t, _ = timed(lambda lab=lab: lab.apply_service(ServiceSpec(
                         namespace="bench", name="web", type="NodePort", selector={"app": "echo"},
                         ports=[ServicePort(port=80, target_port=8080)])))
                     res["svc"].append(t)
