@@ -51,6 +51,10 @@ class _Exit(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that never prints or exits: help goes to the reply's stdout, errors become KubeError."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False  # kubectl has no prefix matching: `--ign` must not mean --ignore-not-found
+        super().__init__(*args, **kwargs)
+
     def _print_message(self, message: str, file: Any = None) -> None:
         if message:
             _out.buf.append(message)

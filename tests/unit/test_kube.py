@@ -376,6 +376,8 @@ def test_wait_for_ready(cluster: KubeCluster) -> None:
     ("wait --for=condition=Initialized pod -l a=b", "", "condition=Initialized"),
     ("delete endpointslices foo", "", "endpointslices"),
     ("--kubeconfig /x get pods", "", "--kubeconfig"),
+    ("get pods --all", "", "--all"),
+    ("delete pod x --ignore", "", "--ignore"),
 ])
 def test_unsupported_input_is_refused(cluster: KubeCluster, cmd: str, stdin: str, named: str) -> None:
     r = k(cluster, cmd, stdin)
