@@ -16,6 +16,8 @@ from typing import Any
 
 from pi_cluster.remote import Pool
 
+_MARK = "--pi-cluster-kubectl-rc--"
+
 
 class KubeError(Exception):
     """kubectl could not be run or failed (message names the server and the command)."""
@@ -32,7 +34,7 @@ class Kube:
         for name in servers:
             kube = cls(pool, name, timeout)
             try:
-                kube.get("nodes")
+                kube.kubectl(["version", "--client"])
                 return kube
             except KubeError as e:
                 problems.append(str(e))
@@ -63,6 +65,39 @@ class Kube:
             raise KubeError(f"`k3s kubectl get {kind}` on {self.server} did not return JSON") from e
         items = data.get("items")
         return list(items) if isinstance(items, list) else [data]
+
+    def get_many(self, queries: list[tuple[str, str | None]]) -> list[list[dict[str, Any]]]:
+        """Several ``get KIND [-n NS] -o json`` in ONE SSH round trip (kubectl runs once per kind)."""
+        target = self.pool.targets[self.server]
+        parts = []
+        for kind, ns in queries:
+            args = ["get", kind, "-o", "json"] + (["-n", ns] if ns else [])
+            cmd = target.privileged("k3s kubectl " + " ".join(shlex.quote(a) for a in args))
+            parts.append(f"{cmd}; printf '\\n{_MARK} %d\\n' $?")
+        r = self.pool.run(self.server, "; ".join(parts), timeout=self.timeout)
+        what = f"`k3s kubectl get {','.join(k for k, _ in queries)}` on {self.server}"
+        if r.error:
+            raise KubeError(f"{what}: {r.error}")
+        chunks, buf = [], []
+        for line in r.stdout.splitlines():
+            if line.startswith(_MARK + " "):
+                chunks.append(("\n".join(buf), int(line.split()[1])))
+                buf = []
+            else:
+                buf.append(line)
+        if len(chunks) != len(queries):
+            raise KubeError(f"{what}: unexpected output")
+        out = []
+        for (text, rc), (kind, _ns) in zip(chunks, queries, strict=True):
+            if rc != 0:
+                msg = (r.stderr.strip().splitlines() or [f"exit status {rc}"])[-1]
+                raise KubeError(f"`k3s kubectl get {kind}` on {self.server} failed: {msg[:300]}")
+            try:
+                items = json.loads(text).get("items")
+            except ValueError as e:
+                raise KubeError(f"`k3s kubectl get {kind}` on {self.server} did not return JSON") from e
+            out.append(list(items or []))
+        return out
 
     def apply(self, manifest: str) -> None:
         self.kubectl(["apply", "-f", "-"], stdin=manifest)

@@ -30,19 +30,23 @@ def evaluate(run: CheckRun) -> list[Result]:
     return []
 
 
+def slice_ips(slices: list[dict[str, Any]], service: str) -> list[str]:
+    """Ready endpoint addresses of ``service`` in EndpointSlices."""
+    ips: list[str] = []
+    for s in slices:
+        if s.get("metadata", {}).get("labels", {}).get("kubernetes.io/service-name") != service:
+            continue
+        for ep in s.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready", True):
+                ips += list(ep.get("addresses") or [])
+    return ips
+
+
 def endpoint_ips(run: CheckRun, service: str) -> list[str] | None:
     assert run.kube is not None and run.w is not None
     ns = run.w.namespace
     try:
-        slices = run.kube.get("endpointslices", ns)
-        ips: list[str] = []
-        for s in slices:
-            if s.get("metadata", {}).get("labels", {}).get("kubernetes.io/service-name") != service:
-                continue
-            for ep in s.get("endpoints") or []:
-                if (ep.get("conditions") or {}).get("ready", True):
-                    ips += list(ep.get("addresses") or [])
-        return ips
+        return slice_ips(run.kube.get("endpointslices", ns), service)
     except KubeError:
         pass
     try:
@@ -73,7 +77,7 @@ def after(run: CheckRun) -> list[Result]:
         run_batches(pool, {n: [loop] for n in sources}, timeout=window + 20)), daemon=True)
     run.note("churn", victim_node, f"deleting backend {victim.name} while every node requests the VIP")
     t.start()
-    time.sleep(min(1.0, window / 4))
+    time.sleep(min(0.7, window / 4))
     deleted_at = time.monotonic()
     try:
         kube.delete_pod(w.namespace, victim.name)
@@ -83,28 +87,34 @@ def after(run: CheckRun) -> list[Result]:
     replacement = None
     converged_after = None
     eps: list[str] | None = []
+    now_vip: str | None = None
     deadline = deleted_at + run.options.churn_deadline
     while delete_error is None and time.monotonic() < deadline:
+        try:
+            pods, slices, svcs = kube.get_many([("pods", w.namespace), ("endpointslices", w.namespace),
+                                                ("services", w.namespace)])
+        except KubeError:  # no EndpointSlice API: fall back to one call per kind
+            pods, slices, svcs = kube.get("pods", w.namespace), [], kube.get("services", w.namespace)
+            eps = endpoint_ips(run, wl.SVC_CLUSTERIP)
+        else:
+            eps = slice_ips(slices, wl.SVC_CLUSTERIP)
+        now_vip = next((wl.parse_service(i).cluster_ip for i in svcs if i["metadata"]["name"] == wl.SVC_CLUSTERIP),
+                       None)
         if replacement is None:
-            for p in kube.get("pods", w.namespace):
+            for p in pods:
                 md = p.get("metadata", {})
                 if md.get("labels", {}).get("app") == wl.ECHO and p.get("spec", {}).get("nodeName") == victim_node \
                         and md.get("name") != victim.name and pod_ready(p):
                     replacement = (md["name"], p["status"]["podIP"])
-        if replacement is not None:
-            eps = endpoint_ips(run, wl.SVC_CLUSTERIP)
-            if eps is None or (replacement[1] in eps and victim.ip not in eps):
-                converged_after = time.monotonic() - deleted_at
-                break
+        if replacement is not None and (eps is None or (replacement[1] in eps and victim.ip not in eps)):
+            converged_after = time.monotonic() - deleted_at
+            break
         time.sleep(0.25)
     t.join(timeout=window + 25)
     target = f"{svc.cluster_ip}:80 ({wl.SVC_CLUSTERIP})"
     R = lambda check, status, **kw: Result(SCENARIO, victim_node, check, status, src=victim_node, **kw)  # noqa: E731
     if delete_error:
         return [R("delete backend", "fail", target=victim.name, expected="pod deleted", seen=delete_error)]
-    after_svc = next((wl.parse_service(i) for i in kube.get("services", w.namespace)
-                      if i["metadata"]["name"] == wl.SVC_CLUSTERIP), None)
-    now_vip = after_svc.cluster_ip if after_svc else None
     out.append(R("vip stable", "pass" if now_vip == svc.cluster_ip else "fail", target=wl.SVC_CLUSTERIP,
                  expected=f"ClusterIP stays {svc.cluster_ip}", seen=f"ClusterIP {now_vip}", explains=False))
     if replacement is None:

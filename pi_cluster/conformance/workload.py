@@ -197,7 +197,7 @@ def deploy(
     deadline = start + timeout
     lb_until = start + lb_deadline
     while True:
-        pods = kube.get("pods", namespace)
+        pods, svcs = kube.get_many([("pods", namespace), ("services", namespace)])
         w.echo, w.client, w.local = {}, {}, None
         for p in pods:
             if not pod_ready(p):
@@ -211,7 +211,7 @@ def deploy(
                 w.client[info.node] = info
             elif app == LOCAL:
                 w.local = info
-        w.services = {s.name: s for s in (parse_service(i) for i in kube.get("services", namespace))}
+        w.services = {s.name: s for s in (parse_service(i) for i in svcs)}
         pods_ok = all(n in w.echo and n in w.client for n in node_names) and w.local is not None
         lb = w.services.get(SVC_LB)
         lb_ok = not want_lb or (lb is not None and bool(lb.lb_ips))
@@ -232,9 +232,9 @@ def deploy(
 
 def load_cluster_facts(kube: Kube, w: Workload) -> None:
     """Nodes and the system Services every node must program (default/kubernetes, kube-system/kube-dns)."""
-    w.nodes = kube.get("nodes")
-    for ns in ("default", "kube-system"):
-        for item in kube.get("services", ns):
+    w.nodes, default, system = kube.get_many([("nodes", None), ("services", "default"), ("services", "kube-system")])
+    for ns, items in (("default", default), ("kube-system", system)):
+        for item in items:
             s = parse_service(item)
             if s.cluster_ip:
                 w.system_services.append((ns, s))
