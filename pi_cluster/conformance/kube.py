@@ -78,7 +78,8 @@ class Kube:
         what = f"`k3s kubectl get {','.join(k for k, _ in queries)}` on {self.server}"
         if r.error:
             raise KubeError(f"{what}: {r.error}")
-        chunks, buf = [], []
+        chunks: list[tuple[str, int]] = []
+        buf: list[str] = []
         for line in r.stdout.splitlines():
             if line.startswith(_MARK + " "):
                 chunks.append(("\n".join(buf), int(line.split()[1])))
