@@ -28,15 +28,15 @@ def _root_ok() -> bool:
     return os.geteuid() == 0
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Any]:
+@pytest.fixture(scope="module", params=["iptables", "nftables"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Any]:
     if not _root_ok():
         pytest.skip("the lab needs root")
     from pi_cluster.lab import Lab
 
-    name = f"k{os.getpid() % 100000}"
+    name = f"k{os.getpid() % 100000}{request.param[0]}"
     try:
-        yield Lab.up(name=name, nodes=3, servers=1, proxy_mode="iptables")
+        yield Lab.up(name=name, nodes=3, servers=1, proxy_mode=request.param)
     finally:
         Lab.down(name)
 
@@ -64,7 +64,21 @@ def on_node(lab: Any, node: str, argv: list[str], timeout: float = 30) -> str:
 
 
 def nat_rules(lab: Any, node: str) -> str:
+    if lab.proxy_mode == "nftables":
+        return on_node(lab, node, ["nft", "list", "table", "ip", "kube-proxy"])
     return on_node(lab, node, ["iptables-save", "-t", "nat"])
+
+
+def has_vip(lab: Any, rules: str, vip: str, port: int) -> bool:
+    if lab.proxy_mode == "nftables":
+        return f"{vip} . tcp . {port} :" in rules
+    return f"-d {vip}/32" in rules and f"--dport {port}" in rules
+
+
+def has_endpoint(lab: Any, rules: str, ip: str, port: int) -> bool:
+    if lab.proxy_mode == "nftables":
+        return f"{ip}/{port}" in rules
+    return f"{ip}:{port}" in rules
 
 
 def dig(lab: Any, node: str, name: str) -> list[str]:
@@ -129,9 +143,9 @@ def test_apply_rollout_and_objects_read_like_a_cluster(lab: Any, probe: dict[str
     dom = lab.settings["cluster_domain"]
     for n in lab.nodes:
         rules = nat_rules(lab, n.name)
-        assert f"-d {vip}/32" in rules, n.name
+        assert has_vip(lab, rules, vip, 80), n.name
         for ip in ips:
-            assert f"{ip}:8080" in rules, (n.name, ip)
+            assert has_endpoint(lab, rules, ip, 8080), (n.name, ip)
         assert dig(lab, n.name, f"echo.probe.svc.{dom}") == [vip]
         assert dig(lab, n.name, f"echo-headless.probe.svc.{dom}") == ips
     # the VIP and the NodePort answer with the pods' names (hostname = pod name)
@@ -171,8 +185,8 @@ def test_delete_pod_is_replaced_and_the_vip_keeps_answering(lab: Any, probe: dic
     assert sorted(e["addresses"][0] for e in slices[0]["endpoints"]) == ips
     for n in lab.nodes:
         rules = nat_rules(lab, n.name)
-        assert f"{new['status']['podIP']}:8080" in rules
-        assert f"{victim['status']['podIP']}:8080" not in rules
+        assert has_endpoint(lab, rules, new["status"]["podIP"], 8080)
+        assert not has_endpoint(lab, rules, victim["status"]["podIP"], 8080)
     assert len(results) == 40
     assert results.count("200") == 40, f"failed requests during churn: {[x for x in results if x != '200']}"
 
@@ -248,7 +262,7 @@ def test_delete_namespace_removes_pods_rules_and_dns(lab: Any, probe: dict[str, 
     assert r.returncode == 1 and "NotFound" in r.stderr
     dom = lab.settings["cluster_domain"]
     for n in lab.nodes:
-        assert f"-d {vip}/32" not in nat_rules(lab, n.name)
+        assert not has_vip(lab, nat_rules(lab, n.name), vip, 80)
         assert dig(lab, n.name, f"echo.probe.svc.{dom}") == []
     # the system Services stay
     assert {s["metadata"]["name"] for s in kubectl_json(lab, "get services -A")["items"]} == {"kubernetes", "kube-dns"}
