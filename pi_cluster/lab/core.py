@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import importlib
 import ipaddress
 import json
@@ -966,10 +967,16 @@ Subsystem sftp internal-sftp
             if p.ready and p.pids and not all(alive(x) for x in p.pids):
                 p.ready = False
         dropped = {f.args.get("node") for f in st.faults if f.kind == "drop-rules"}
-        targets = [n for n in st.nodes if n.name not in dropped]
-        texts = {n.name: self.ruleset(n.name, st) for n in targets}
+        texts = {n.name: self.ruleset(n.name, st) for n in st.nodes if n.name not in dropped}
+        digests = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in texts.items()}
+        # unchanged rules are not reloaded: a reload would reset session-affinity state, as in kube-proxy
+        targets = [n for n in st.nodes if n.name in texts and st.rules_hash.get(n.name) != digests[n.name]]
+        for n in targets:
+            st.rules_hash.pop(n.name, None)
         with ThreadPoolExecutor(max_workers=min(8, len(targets) or 1)) as pool:
             list(pool.map(lambda n: self._load_rules(st, n, texts[n.name]), targets))
+        for n in targets:
+            st.rules_hash[n.name] = digests[n.name]
         self._sync_dns(st)
 
     def _sync_dns(self, st: LabStateModel) -> None:
@@ -981,11 +988,16 @@ Subsystem sftp internal-sftp
                 lines += [f"{p.ip} {fqdn}" for p in self._endpoint_pods(st, s.spec)]
             elif s.spec.cluster_ip:
                 lines.append(f"{s.spec.cluster_ip} {fqdn}")
+        text = "\n".join(lines) + "\n"
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == st.dns_hash:
+            return
         hosts = self.state_dir / "dns" / "hosts"
         hosts.parent.mkdir(parents=True, exist_ok=True)
         tmp = hosts.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, hosts)
+        st.dns_hash = digest
         for p in st.pods:
             if p.kind == "dns":
                 for pid in p.pids:
@@ -1016,6 +1028,7 @@ Subsystem sftp internal-sftp
                 raise LabError(f"lab {st.name} has no node {args['node']!r}")
             if kind == "drop-rules":
                 assert node is not None
+                st.rules_hash.pop(node.name, None)
                 self._load_rules(st, node, rules.nft_empty() if st.proxy_mode == "nftables"
                                  else rules.iptables_empty())
             elif kind == "stop-dns":
@@ -1071,6 +1084,8 @@ Subsystem sftp internal-sftp
                 elif f.kind == "cut-node" and node is not None:
                     ip_batch([f"link set {node.lan_port} up"], self.lan_netns)
             st.faults = []
+            st.rules_hash.clear()  # heal re-programs every node from scratch
+            st.dns_hash = ""
             self._mtu_table(st, add=False)
             self._sync(st)
             return healed

@@ -115,4 +115,6 @@ class LabStateModel(BaseModel):
     faults: list[Fault] = Field(default_factory=list)
     settings: dict[str, str | int | bool] = Field(default_factory=dict)
     next_host: dict[str, int] = Field(default_factory=dict)  # per node: next pod address to try
+    rules_hash: dict[str, str] = Field(default_factory=dict)  # per node: sha256 of the rules last loaded
+    dns_hash: str = ""
     created: str = ""
