@@ -492,8 +492,23 @@ class Lab:
             return f"{n.address} {kind} {blob}\n"
 
         with ThreadPoolExecutor(max_workers=4) as pool:
+            tls = pool.submit(self._make_tls)
             lines = list(pool.map(hostkey, self._st.nodes))
+            tls.result()
         self.known_hosts.write_text("".join(lines))
+
+    def _make_tls(self) -> None:
+        """A self-signed certificate for the kubelet/API stand-ins (node IPs and the kubernetes VIP as SANs)."""
+        d = self.state_dir / "tls"
+        d.mkdir(exist_ok=True)
+        if (d / "cert.pem").is_file() or not shutil.which("openssl"):
+            return
+        svc_net = ipaddress.IPv4Network(str(self._st.settings["service_cidr"]))
+        sans = ",".join([f"IP:{n.address}" for n in self._st.nodes] + [f"IP:{svc_net[1]}", "IP:127.0.0.1",
+                                                                         "DNS:kubernetes.default.svc"])
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "365", "-subj", f"/CN=pi-cluster-lab-{self.name}", "-addext", f"subjectAltName={sans}",
+             "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")])
 
     def _write_node_files(self) -> None:
         d = self.state_dir

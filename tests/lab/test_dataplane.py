@@ -194,3 +194,15 @@ def test_netexec_dial_and_large_echo_across_nodes(cluster: Cluster) -> None:
     big = "x" * 6000
     r = sh(lab, "probe/client-node1", f"curl -s -m 5 'http://{target.ip}:8080/echo?msg={big}'")
     assert r.stdout == big
+
+
+def test_kubelet_and_api_refuse_anonymous_requests(cluster: Cluster) -> None:
+    lab, _ = cluster
+    for n in lab.nodes:
+        ports = [10250] + ([int(lab.settings["api_port"])] if n.role == "server" else [])
+        for port in ports:
+            r = subprocess.run(["curl", "-sk", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}",
+                                f"https://{n.address}:{port}/pods"], capture_output=True, text=True, check=False)
+            assert r.stdout == "401", (n.name, port, r.stdout)
+    r = sh(lab, "probe/client-node2", "curl -sk -m 3 -o /dev/null -w '%{http_code}' https://kubernetes.default/api")
+    assert r.stdout == "401"
