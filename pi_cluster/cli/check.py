@@ -170,11 +170,18 @@ def check(
 
 def render(rep: Report) -> None:
     console.print(rep.table())
-    fails = rep.root_failures()
-    for r in fails[:20]:
-        console.print(Text("FAIL ", style="bold red") + Text(r.message()))
-    if len(fails) > 20:
-        console.print(f"... and {len(fails) - 20} more failures (see --json/--junit)")
+    # causes first; at most 2 lines per (scenario, node, cause) so the first screen shows every cause
+    shown: dict[tuple[str, str, str | None], int] = {}
+    hidden = 0
+    for r in rep.root_failures():
+        key = (r.scenario, r.node, r.cause)
+        shown[key] = shown.get(key, 0) + 1
+        if shown[key] <= 2 and sum(min(v, 2) for v in shown.values()) <= 40:
+            console.print(Text("FAIL ", style="bold red") + Text(r.message()))
+        else:
+            hidden += 1
+    if hidden:
+        console.print(f"... and {hidden} more failures like these (all of them in --json/--junit)")
     if rep.facts.get("cleanup_error"):
         err_console.print(f"[yellow]warning:[/] {mask(rep.facts['cleanup_error'])}")
     if rep.facts.get("kept_namespace"):

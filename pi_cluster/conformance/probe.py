@@ -12,10 +12,11 @@ Output: a first line ``{"clock": <time.time()>, ...}`` printed before any probe 
 arrival to measure clock skew), then one line ``{"results": {id: result}}``.
 
 Probe kinds (each a dict with ``id`` and ``kind``):
-  http    host, port, path="/", tries=1, timeout=2, https=False, interval=0 -> {"tries": [...]} each try
-          {"ok", "status", "body", "error", "ms"}; ``ok`` means an HTTP answer arrived (any status).
-  dial    pod (client pod IP), pod_port=8080, host, port, tries=1, timeout, request="hostname" -> netexec
-          ``/dial`` JSON {"responses", "errors"} (judged by its JSON, not its status) plus "error".
+  http    host, port, path="/", tries=1, timeout=2, https=False, parallel=False, stop_on_error=False ->
+          {"tries": [...]} each {"ok", "status", "body", "len", "error", "ms"}; ``ok``: an HTTP answer came.
+  dial    pod (client pod IP), pod_port=8080, host, port, tries=1, mode=batch|parallel|sequential,
+          request="hostname" -> netexec ``/dial`` JSON {"responses", "errors"} (judged by its JSON, not
+          its status) plus "error" (the client pod itself did not answer).
   shell   pod, pod_port=8080, cmd, timeout -> netexec ``/shell`` {"output", "error"}.
   tcp     host, port, timeout -> {"ok", "error", "ms"}.
   dns     server, name, proto="udp"|"tcp", timeout -> {"rcode", "answers": [IPv4...], "error"}.
@@ -79,33 +80,46 @@ def _get(host: str, port: int, path: str, timeout: float, https: bool = False) -
         conn.close()
 
 
-def probe_http(p: dict[str, Any]) -> dict[str, Any]:
-    tries = []
+def _http_try(p: dict[str, Any]) -> dict[str, Any]:
     timeout = float(p.get("timeout", 2))
     limit = int(p.get("body_limit", BODY_LIMIT))
-    for i in range(int(p.get("tries", 1))):
+    t0 = time.monotonic()
+    try:
+        status, body = _get(p["host"], int(p["port"]), p.get("path", "/"), timeout, bool(p.get("https")))
+        return {"ok": True, "status": status, "body": body[:limit], "len": len(body), "error": None,
+                "ms": round((time.monotonic() - t0) * 1000, 1)}
+    except Exception as e:
+        return {"ok": False, "status": None, "body": None, "len": 0, "error": _err(e, timeout),
+                "ms": round((time.monotonic() - t0) * 1000, 1)}
+
+
+def probe_http(p: dict[str, Any]) -> dict[str, Any]:
+    """``tries`` GETs: concurrently with ``parallel``, else one after another (stopping at the first
+    failure with ``stop_on_error``: enough to conclude, and bounded in time when a path is a black hole)."""
+    n = int(p.get("tries", 1))
+    if p.get("parallel") and n > 1:
+        with ThreadPoolExecutor(max_workers=n) as ex:
+            return {"tries": list(ex.map(lambda _i: _http_try(p), range(n)))}
+    tries = []
+    for i in range(n):
         if i and p.get("interval"):
             time.sleep(float(p["interval"]))
-        t0 = time.monotonic()
-        try:
-            status, body = _get(p["host"], int(p["port"]), p.get("path", "/"), timeout, bool(p.get("https")))
-            tries.append({"ok": True, "status": status, "body": body[:limit], "len": len(body),
-                          "error": None, "ms": round((time.monotonic() - t0) * 1000, 1)})
-        except Exception as e:
-            tries.append({"ok": False, "status": None, "body": None, "len": 0, "error": _err(e, timeout),
-                          "ms": round((time.monotonic() - t0) * 1000, 1)})
+        t = _http_try(p)
+        tries.append(t)
+        if p.get("stop_on_error") and not t["ok"]:
+            break
     return {"tries": tries}
 
 
-def probe_dial(p: dict[str, Any]) -> dict[str, Any]:
-    tries = int(p.get("tries", 1))
-    per_try = float(p.get("timeout", 2))
+DIAL_TRY = 5.0  # netexec's own per-try dial timeout
+
+
+def _dial_once(p: dict[str, Any], tries: int) -> dict[str, Any]:
     query = urllib.parse.urlencode({
         "request": p.get("request", "hostname"), "protocol": p.get("protocol", "http"),
         "host": p["host"], "port": int(p["port"]), "tries": tries,
     })
-    # netexec dials sequentially (each try up to its own timeout): give it time for all tries
-    timeout = per_try * tries + 3
+    timeout = DIAL_TRY * tries + 3  # netexec dials sequentially, each try up to its own timeout
     try:
         status, body = _get(p["pod"], int(p.get("pod_port", 8080)), "/dial?" + query, timeout)
     except Exception as e:
@@ -117,6 +131,29 @@ def probe_dial(p: dict[str, Any]) -> dict[str, Any]:
                 f"{body[:200]!r} (not netexec /dial JSON)"}
     return {"responses": list(data.get("responses") or []), "errors": list(data.get("errors") or []),
             "status": status, "error": None}
+
+
+def probe_dial(p: dict[str, Any]) -> dict[str, Any]:
+    """netexec ``/dial`` through a client pod. ``mode``: "batch" (one request, netexec does the tries),
+    "parallel" (one single-try request per try, concurrently), "sequential" (one after another, stopping
+    at the first failure)."""
+    n = int(p.get("tries", 1))
+    mode = p.get("mode", "batch")
+    if mode == "batch" or n == 1:
+        return _dial_once(p, n)
+    if mode == "parallel":
+        with ThreadPoolExecutor(max_workers=n) as ex:
+            parts = list(ex.map(lambda _i: _dial_once(p, 1), range(n)))
+    else:
+        parts = []
+        for _ in range(n):
+            parts.append(_dial_once(p, 1))
+            if parts[-1]["error"] or parts[-1]["errors"]:
+                break
+    transport = [x["error"] for x in parts if x["error"]]
+    return {"responses": [r for x in parts for r in x["responses"]],
+            "errors": [e for x in parts for e in x["errors"]] + transport, "status": parts[-1]["status"],
+            "error": transport[0] if len(transport) == len(parts) else None}
 
 
 def probe_shell(p: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class Result:
 
     def short_cause(self) -> str:
         """How this failure is named when it is the cause of others."""
+        if self.scenario == "nodes" and self.check == "reachable":
+            return f"{self.node} unreachable ({self.seen})"
         if self.scenario == "nodes":
             return f"nodes {self.node}: {self.check} failed ({self.seen})"
         peer = self.peers[0] if self.peers else ""

@@ -140,7 +140,7 @@ class CheckRun:
         """The result for a check whose probe could not run because its source node is unreachable."""
         why = self.unreachable(kw.get("src", node)) or "no result"
         return Result(scenario, node, check, "fail", target=target, expected="a probe result",
-                      seen=f"not probed: {why}", cause=f"nodes {kw.get('src', node)}: reachable failed ({why})",
+                      seen=f"not probed: {why}", cause=f"{kw.get('src', node)} unreachable ({why})",
                       **kw)
 
     def workstation_ip_towards(self, address: str) -> str:

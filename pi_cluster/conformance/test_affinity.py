@@ -23,11 +23,11 @@ def plan(run: CheckRun) -> None:
         return
     for a in run.nodes:
         run.add(SCENARIO, a, "host", {"kind": "http", "host": svc.cluster_ip, "port": 80, "path": "/",
-                                      "tries": TRIES, "timeout": run.options.request_timeout})
+                                      "tries": TRIES, "timeout": run.options.request_timeout, "stop_on_error": True})
         client = run.w.client.get(a)
         if client:
             run.add(SCENARIO, a, "pod", {"kind": "dial", "pod": client.ip, "host": svc.cluster_ip, "port": 80,
-                                         "tries": TRIES, "timeout": run.options.request_timeout})
+                                         "tries": TRIES, "mode": "sequential"})
 
 
 def evaluate(run: CheckRun) -> list[Result]:

@@ -153,6 +153,7 @@ def after(run: CheckRun) -> list[Result]:
                 start = None
         good = bool(samples) and longest < 1.0 and bool(samples[-1][1])
         out.append(Result(SCENARIO, n, "vip answers throughout", "pass" if good else "fail", target=target,
+                          peers=sorted(w.echo),
                           expected="no outage of 1 s or more while a backend is replaced",
                           seen=f"{len(failed)} of {len(samples)} requests failed, longest outage {longest:.1f} s"
                           + (f" (last error: {failed[-1][2]})" if failed else "")))

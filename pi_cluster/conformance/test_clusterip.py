@@ -24,11 +24,11 @@ def plan(run: CheckRun) -> None:
     n_tries, t = run.options.spread_tries, run.options.request_timeout
     for a in run.nodes:
         run.add(SCENARIO, a, "host", {"kind": "http", "host": svc.cluster_ip, "port": 80, "path": "/hostname",
-                                      "tries": n_tries, "timeout": t})
+                                      "tries": n_tries, "timeout": t, "parallel": True})
         client = run.w.client.get(a) if run.w else None
         if client:
             run.add(SCENARIO, a, "pod", {"kind": "dial", "pod": client.ip, "host": svc.cluster_ip, "port": 80,
-                                         "tries": n_tries, "timeout": t})
+                                         "tries": n_tries, "timeout": t, "mode": "parallel"})
         run.add(SCENARIO, a, "ping", {"kind": "ping", "host": svc.cluster_ip, "timeout": 1})
 
 

@@ -28,7 +28,8 @@ def plan(run: CheckRun) -> None:
     for a in [*run.nodes, WORKSTATION]:
         for ip in _ips(run):
             run.add(SCENARIO, a, ip, {"kind": "http", "host": ip, "port": wl.LB_PORT, "path": "/",
-                                      "tries": run.options.tries, "timeout": run.options.request_timeout})
+                                      "tries": run.options.tries, "timeout": run.options.request_timeout,
+                                      "parallel": True})
 
 
 def evaluate(run: CheckRun) -> list[Result]:
@@ -61,8 +62,9 @@ def evaluate(run: CheckRun) -> list[Result]:
                 continue
             answered, total, bodies, err = tries_summary(run.res(SCENARIO, a, ip))
             ok = total > 0 and answered == total and all(b in names for b in bodies)
+            peers = ([owner] if owner else []) + sorted(n for n in run.w.echo if n != owner) if run.w else []
             out.append(Result(SCENARIO, row, check, "pass" if ok else "fail", src=a, target=target, via=via,
-                              peers=[owner] if owner else [], expected="every try answered by a probe echo pod",
+                              peers=peers, expected="every try answered by a probe echo pod",
                               seen=f"{answered}/{total} answered" + ("" if ok or not err else f" ({err})")))
     return out
 

@@ -29,7 +29,8 @@ def plan(run: CheckRun) -> None:
     for a in [*run.nodes, WORKSTATION]:
         for b in run.nodes:
             run.add(SCENARIO, a, b, {"kind": "http", "host": run.ip(b), "port": port, "path": "/",
-                                     "tries": run.options.tries, "timeout": run.options.request_timeout})
+                                     "tries": run.options.tries, "timeout": run.options.request_timeout,
+                                     "parallel": True})
 
 
 def evaluate(run: CheckRun) -> list[Result]:
@@ -39,6 +40,7 @@ def evaluate(run: CheckRun) -> list[Result]:
         return [Result(SCENARIO, n, "nodeport", "fail", target=wl.SVC_NODEPORT, expected="a nodePort",
                        seen="the probe Service has no nodePort") for n in run.nodes]
     names = {p.name for p in run.w.echo.values()} if run.w else set()
+    backends = sorted(run.w.echo) if run.w else []
     for a in [*run.nodes, WORKSTATION]:
         for b in run.nodes:
             target = f"{b} {run.ip(b)}:{port}"
@@ -57,7 +59,8 @@ def evaluate(run: CheckRun) -> list[Result]:
             seen = (f"{answered}/{total} answered" if ok else
                     f"{err}, {total - answered} of {total} tries" if answered < total else
                     f"unexpected answers {bad[:2]}")
-            out.append(Result(SCENARIO, row, check, "pass" if ok else "fail", src=a, peers=[b], target=target,
+            peers = [b, *(n for n in backends if n != b)]  # the node, then every node a backend may be on
+            out.append(Result(SCENARIO, row, check, "pass" if ok else "fail", src=a, peers=peers, target=target,
                               expected="every try answered by a probe echo pod", seen=seen, via=[b]))
     return out
 
