@@ -130,8 +130,9 @@ def parse_nft(text: str) -> dict[str, Any]:
             # count endpoint gotos of numgen vmaps inside service chains
             for expr in obj["rule"].get("expr", []):
                 vm = expr.get("vmap") if isinstance(expr, dict) else None
-                if vm:
-                    chains[obj["rule"]["chain"] + "#vmap"] = len(vm.get("data", {}).get("set", []))
+                data = vm.get("data") if isinstance(vm, dict) else None
+                if isinstance(data, dict) and isinstance(data.get("set"), list):
+                    chains[obj["rule"]["chain"] + "#vmap"] = len(data["set"])
         elif "map" in obj:
             m = obj["map"]
             elems = []
