@@ -45,8 +45,8 @@ class Rule:
 
 
 def parse_iptables_save(text: str) -> dict[str, list[Rule]]:
-    """``-A`` rules of the nat table by chain; each rule's options by name (``-d``, ``--dport``, ``-j``,
-    ``--comment`` ...), whatever order iptables-save printed them in."""
+    """``-A`` rules of the nat table by chain (filter table chains as ``filter:<chain>``); each rule's options
+    by name (``-d``, ``--dport``, ``-j``, ``--comment`` ...), whatever order iptables-save printed them in."""
     chains: dict[str, list[Rule]] = {}
     table = None
     for line in text.splitlines():
@@ -54,10 +54,11 @@ def parse_iptables_save(text: str) -> dict[str, list[Rule]]:
         if line.startswith("*"):
             table = line[1:]
             continue
-        if table not in (None, "nat"):
+        if table not in (None, "nat", "filter"):
             continue
+        prefix = "filter:" if table == "filter" else ""
         if line.startswith(":"):
-            chains.setdefault(line[1:].split()[0], [])
+            chains.setdefault(prefix + line[1:].split()[0], [])
             continue
         if not line.startswith("-A "):
             continue
@@ -65,7 +66,7 @@ def parse_iptables_save(text: str) -> dict[str, list[Rule]]:
             words = shlex.split(line)
         except ValueError:
             continue
-        rule = Rule(chain=words[1], raw=line)
+        rule = Rule(chain=prefix + words[1], raw=line)
         i = 2
         while i < len(words):
             w = words[i]
@@ -95,6 +96,7 @@ class Programmed:
     """What one node's rules say about one Service port."""
 
     vip: bool = False
+    no_endpoints: bool = False  # programmed as a Service without endpoints (REJECT / no-endpoint-services)
     endpoints: int = 0
     node_port: bool = False
     where: str = ""  # "iptables" | "nftables" | "" when no kube-proxy rules at all
@@ -109,6 +111,9 @@ def iptables_lookup(chains: dict[str, list[Rule]], vip: str | None, port: int, p
                 (r.opt("-p") or "").lower() == protocol.lower() and r.opt("-j") == svc:
             out.vip = True
     out.endpoints = sum(1 for r in chains.get(svc, []) if (r.opt("-j") or "").startswith("KUBE-SEP-"))
+    out.no_endpoints = bool(vip) and any(
+        _addr(r.opt("-d")) == vip and r.opt("--dport") == str(port) and r.opt("-j") == "REJECT"
+        and "has no endpoints" in (r.opt("--comment") or "") for r in chains.get("filter:KUBE-SERVICES", []))
     if node_port:
         ext = ext_chain(port_name, protocol)
         out.node_port = any(r.opt("--dport") == str(node_port) and r.opt("-j") in (ext, svc)
@@ -164,6 +169,7 @@ def nft_lookup(table: dict[str, Any], namespace: str, service: str, vip: str | N
     proto = protocol.lower()
     if vip:
         out.vip = any(k == (vip, proto, str(port)) and t == chain for k, t in maps.get("service-ips", []))
+        out.no_endpoints = any(k == (vip, proto, str(port)) for k, _t in maps.get("no-endpoint-services", []))
     out.endpoints = chains.get(chain + "#vmap", 0)
     if node_port:
         ext = nft_external_chain(namespace, service, protocol, port_name)

@@ -197,7 +197,8 @@ class CheckRun:
                             progress=lambda m: self.note("setup", "", m))
         except wl.WorkloadError as e:
             raise SetupError(str(e)) from e
-        dep.nodes, dep.system_services = self.w.nodes, self.w.system_services
+        dep.nodes, dep.system_services, dep.system_endpoints = (self.w.nodes, self.w.system_services,
+                                                                self.w.system_endpoints)
         for n in self.nodes:
             if n not in ready_nodes:
                 dep.missing[n] = f"{n} is not Ready in the API, no probe pods on it"

@@ -82,6 +82,9 @@ def evaluate(run: CheckRun) -> list[Result]:
     out: list[Result] = []
     names = _names(run)
     dns_ip = str(run.cluster.settings.cluster_dns)
+    eps = w.system_endpoints.get("kube-system/kube-dns")
+    why = (" (kube-system/kube-dns has no ready endpoints: is CoreDNS running?)" if eps is not None and not eps
+           else "")
     for a in run.nodes:
         if run.unreachable(a):
             out.append(run.not_probed(SCENARIO, a, "resolve", target=dns_ip))
@@ -102,7 +105,7 @@ def evaluate(run: CheckRun) -> list[Result]:
                 seen = f"resolved to {', '.join(sorted(set(got)))}"
             else:
                 tail = (output.strip().splitlines() or [str(res.get("error") or "no output")])[-1]
-                seen = f"name did not resolve: {tail[:160]}"
+                seen = f"name did not resolve: {tail[:160]}{why}"
             out.append(Result(SCENARIO, a, check, "pass" if ok else "fail", target=f"{name} (from {client.name})",
                               expected=expected, seen=seen, peers=[]))
         for proto in ("udp", "tcp"):
@@ -113,7 +116,7 @@ def evaluate(run: CheckRun) -> list[Result]:
                 got = list(res.get("answers") or [])
                 ok = _judge(got, want, exact)
                 seen = (f"resolved to {', '.join(got)}" if got else
-                        f"name did not resolve: {res.get('error') or res.get('rcode') or 'no answer'}")
+                        f"name did not resolve: {res.get('error') or res.get('rcode') or 'no answer'}{why}")
                 out.append(Result(SCENARIO, a, f"node {key} {proto}", "pass" if ok else "fail",
                                   target=f"{fq} @ {dns_ip}/{proto}", seen=seen,
                                   expected=f"resolves to {', '.join(sorted(want))}" if want else "resolves"))

@@ -21,8 +21,9 @@ def plan(run: CheckRun) -> None:
     for n in run.nodes:
         run.add(SCENARIO, n, "mode", {"kind": "http", "host": "127.0.0.1", "port": 10249, "path": "/proxyMode",
                                       "timeout": run.options.request_timeout})
-        run.add(SCENARIO, n, "ipt", {"kind": "cmd", "argv": ["iptables-save", "-t", "nat"]})
-        run.add(SCENARIO, n, "ipt-legacy", {"kind": "cmd", "argv": ["iptables-legacy-save", "-t", "nat"]})
+        for table in ("nat", "filter"):
+            run.add(SCENARIO, n, f"ipt {table}", {"kind": "cmd", "argv": ["iptables-save", "-t", table]})
+            run.add(SCENARIO, n, f"ipt-legacy {table}", {"kind": "cmd", "argv": ["iptables-legacy-save", "-t", table]})
         run.add(SCENARIO, n, "nft", {"kind": "cmd", "argv": ["nft", "-j", "list", "table", "ip", "kube-proxy"]})
 
 
@@ -40,7 +41,8 @@ def evaluate(run: CheckRun) -> list[Result]:
         if run.unreachable(n):
             out.append(run.not_probed(SCENARIO, n, "mode"))
             continue
-        ipt_text = "".join((run.res(SCENARIO, n, k) or {}).get("stdout") or "" for k in ("ipt", "ipt-legacy"))
+        ipt_text = "".join((run.res(SCENARIO, n, f"{k} {t}") or {}).get("stdout") or ""
+                           for k in ("ipt", "ipt-legacy") for t in ("nat", "filter"))
         chains = rules.parse_iptables_save(ipt_text)
         nft_res = run.res(SCENARIO, n, "nft") or {}
         try:
@@ -60,7 +62,7 @@ def evaluate(run: CheckRun) -> list[Result]:
         out.append(Result(SCENARIO, n, "mode", "pass" if mode == want else "fail", target="kube-proxy mode",
                           expected=want, seen=seen))
         use_nft = mode == "nftables" or (not has_ipt and has_nft)
-        where = "the nft table ip kube-proxy" if use_nft else "KUBE-SERVICES"
+        where = "nft table ip kube-proxy" if use_nft else "KUBE-SERVICES"
         for ns, svc in services(run):
             for p in svc.ports:
                 pn = svc.port_name(ns, p)
@@ -70,8 +72,9 @@ def evaluate(run: CheckRun) -> list[Result]:
                 else:
                     got = rules.iptables_lookup(chains, svc.cluster_ip, p.port, p.protocol, pn, p.node_port)
                 target = f"{svc.cluster_ip}:{p.port}/{p.protocol.lower()} ({pn})"
-                ok = got.vip
-                seen = (f"VIP programmed, {got.endpoints} endpoint(s)" if ok
+                ok = got.vip or got.no_endpoints
+                seen = (f"VIP programmed, {got.endpoints} endpoint(s)" if got.vip
+                        else "VIP programmed as a Service without endpoints (rejects)" if ok
                         else f"VIP absent from {n}'s {where}" + ("" if got.where else " (no kube-proxy rules at all)"))
                 out.append(Result(SCENARIO, n, f"vip {pn}", "pass" if ok else "fail", target=target,
                                   expected=f"rule in {where}", seen=seen))

@@ -148,6 +148,7 @@ class Workload:
     system_services: list[tuple[str, ServiceInfo]] = field(default_factory=list)  # (namespace, svc)
     nodes: list[dict[str, Any]] = field(default_factory=list)  # `get nodes` items
     missing: dict[str, str] = field(default_factory=dict)  # node -> why its probe pods are not ready
+    system_endpoints: dict[str, list[str]] = field(default_factory=dict)  # "kube-system/kube-dns" -> ready IPs
     deploy_seconds: float = 0.0
 
 
@@ -232,12 +233,19 @@ def deploy(
 
 def load_cluster_facts(kube: Kube, w: Workload) -> None:
     """Nodes and the system Services every node must program (default/kubernetes, kube-system/kube-dns)."""
-    w.nodes, default, system = kube.get_many([("nodes", None), ("services", "default"), ("services", "kube-system")])
+    w.nodes, default, system, slices = kube.get_many([("nodes", None), ("services", "default"),
+                                                      ("services", "kube-system"), ("endpointslices", "kube-system")])
     for ns, items in (("default", default), ("kube-system", system)):
         for item in items:
             s = parse_service(item)
             if s.cluster_ip:
                 w.system_services.append((ns, s))
+    for sl in slices:
+        svc = sl.get("metadata", {}).get("labels", {}).get("kubernetes.io/service-name")
+        if svc:
+            ready = [a for ep in sl.get("endpoints") or [] if (ep.get("conditions") or {}).get("ready", True)
+                     for a in ep.get("addresses") or []]
+            w.system_endpoints.setdefault(f"kube-system/{svc}", []).extend(ready)
 
 
 def node_summary(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
