@@ -1067,17 +1067,20 @@ Subsystem sftp internal-sftp
             return f
 
     def _mtu_table(self, st: LabStateModel, add: bool) -> None:
-        """Silently drop frames over 1280 bytes to/from the blackholed nodes' LAN ports (no ICMP: PMTUD fails,
-        as with a too-large overlay MTU); small packets pass."""
+        """Silently drop pod-network packets over 1280 bytes to/from the blackholed nodes' LAN ports (no ICMP:
+        PMTUD fails, as with a too-large overlay MTU); small packets and the nodes' own traffic (ssh) pass."""
         ports = [n.lan_port for f in st.faults if f.kind == "mtu-blackhole" for n in st.nodes
                  if n.name == f.args.get("node")]
         script = "add table bridge lab-fault\ndelete table bridge lab-fault\n"
         if ports and add:
             names = ", ".join(ports)
+            cidr = st.settings["cluster_cidr"]
             script += ("add table bridge lab-fault\n"
-                       "add chain bridge lab-fault forward { type filter hook forward priority 0 ; }\n"
-                       f"add rule bridge lab-fault forward iifname {{ {names} }} meta length > 1280 drop\n"
-                       f"add rule bridge lab-fault forward oifname {{ {names} }} meta length > 1280 drop\n")
+                       "add chain bridge lab-fault forward { type filter hook forward priority 0 ; }\n")
+            for side in ("iifname", "oifname"):
+                for addr in ("saddr", "daddr"):
+                    script += (f"add rule bridge lab-fault forward {side} {{ {names} }} ip {addr} {cidr} "
+                               "meta length > 1280 drop\n")
         run(["ip", "netns", "exec", self.lan_netns, "nft", "-f", "-"], input=script)
 
     def heal(self) -> list[Fault]:

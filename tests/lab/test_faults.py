@@ -108,6 +108,12 @@ def test_mtu_blackhole_drops_large_packets_only(lab: Lab) -> None:
     assert not ok(lab, "probe/client", large)
     assert ok(lab, "probe/client", f"http://{next(p for p in lab.pods() if p.name == 'echo-node1').ip}:8080/echo?"
                                    f"msg={'x' * 4000}")  # other nodes unaffected
+    # the node's own traffic (ssh: key exchange packets are large) is not the pod network's: it still works
+    node3 = lab.node("node3")
+    r = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-i", str(lab.ssh_key), "-o",
+                        f"UserKnownHostsFile={lab.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                        f"root@{node3.address}", "hostname"], capture_output=True, text=True, timeout=30, check=False)
+    assert r.stdout.strip() == "node3", r.stderr
     lab.heal()
     assert ok(lab, "probe/client", large)
 
