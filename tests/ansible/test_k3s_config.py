@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from .conftest import local_host, run_playbook, write_yaml
+from playbook_helpers import local_host, run_playbook, write_yaml
 
 PLAYBOOK = """\
 - name: Render the k3s files

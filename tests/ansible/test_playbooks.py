@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from .conftest import PLAYBOOKS, REPO, run_playbook
+from playbook_helpers import PLAYBOOKS, REPO, run_playbook
 
 PLAYBOOK_NAMES = ["site.yml", "upgrade.yml", "reboot.yml", "reset.yml"]
 

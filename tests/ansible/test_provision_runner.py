@@ -12,12 +12,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from playbook_helpers import write_yaml
 from rich.console import Console
 
 from pi_cluster import provision as prov
 from pi_cluster.cli.provision import progress_table, recap_table
-
-from .conftest import write_yaml
 
 SITE = """\
 - name: Small play

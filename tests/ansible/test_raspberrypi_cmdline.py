@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from .conftest import local_host, run_playbook, write_yaml
+from playbook_helpers import local_host, run_playbook, write_yaml
 
 PARTUUID_LINE = "console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait"
 FLAGS = "cgroup_memory=1 cgroup_enable=memory"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +70,3 @@ def write_yaml(path: Path, data: Any) -> Path:
 def local_host(**hostvars: Any) -> dict[str, Any]:
     """Host vars for a host Ansible runs on this machine, with this interpreter."""
     return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **hostvars}
-
-
-@pytest.fixture(scope="session")
-def repo() -> Path:
-    return REPO
