@@ -91,7 +91,7 @@ class Bridge:
         self.interrupted = True
 
     def report(self) -> Report | None:
-        from pi_cluster.conformance.conftest import _STATE
+        from pi_cluster.conformance.plugin import _STATE
 
         if self.config is None:
             return None
@@ -117,7 +117,8 @@ def check(
     LoadBalancer, DNS, churn, affinity, externalTrafficPolicy: Local, anonymous access.
 
     Exit 0 all passed (skips allowed), 1 a check failed, 2 bad input or a setup error.
-    Plain pytest equivalent: `pytest -p no:cacheprovider --pyargs pi_cluster.conformance --inventory INV`.
+    Plain pytest equivalent:
+    `pytest -p pi_cluster.conformance.plugin --pyargs pi_cluster.conformance --inventory INV`.
     """
     cluster = load_cluster(inventory)
     split = lambda v: [s.strip() for s in v.split(",") if s.strip()] if v else None  # noqa: E731
@@ -127,7 +128,8 @@ def check(
         fail(str(e), "use --only/--skip with scenario names")
     if extra_tests is not None and not extra_tests.is_dir():
         fail(f"--extra-tests {extra_tests}: not a directory")
-    args = [str(PKG_DIR), "-p", "no:cacheprovider", "--rootdir", str(PKG_DIR), "-c", os.devnull,
+    args = [str(PKG_DIR), "-p", "pi_cluster.conformance.plugin", "-p", "no:cacheprovider",
+            "--rootdir", str(PKG_DIR), "-c", os.devnull,
             "--inventory", cluster.source, "--check-timeout", str(timeout), "-o", "python_files=test_*.py"]
     if extra_tests is not None:
         args.insert(1, str(extra_tests))

@@ -5,5 +5,5 @@ running :mod:`.probe`) -> ``test_<scenario>.evaluate`` (results) -> :mod:`.repor
 
 Plain pytest works too::
 
-    pytest -p no:cacheprovider --pyargs pi_cluster.conformance --inventory inventory/mycluster
+    pytest -p pi_cluster.conformance.plugin --pyargs pi_cluster.conformance --inventory inventory/mycluster
 """

@@ -57,6 +57,7 @@ class Batch:
 def _parse(node: str, stdout: str, stderr: str, rc: int | None) -> Batch:
     b = Batch(node=node)
     lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    finished = False
     for ln in lines:
         try:
             data = json.loads(ln)
@@ -66,13 +67,13 @@ def _parse(node: str, stdout: str, stderr: str, rc: int | None) -> Batch:
             b.clock = float(data["clock"])
             b.hostname = data.get("hostname")
         if "results" in data:
-            b.results = data["results"]
-    if not b.results and b.clock is None:
+            b.results, finished = data["results"], True
+    if not finished and b.clock is None:
         tail = (stderr.strip().splitlines() or [f"exit status {rc}"])[-1]
         if "sudo" in stderr and "password" in stderr:
             tail = "sudo needs a password (the checks need root or passwordless sudo on the node)"
         b.error = f"probe runner failed on the node: {tail[:300]}"
-    elif not b.results and b.clock is not None:
+    elif not finished:
         b.error = "probe runner stopped before printing results"
     return b
 

@@ -209,3 +209,14 @@ def test_nslookup_output_parsing() -> None:
     assert nslookup_addresses(bind) == ["10.43.0.20"]
     assert nslookup_addresses(busybox) == ["10.42.1.5", "10.42.2.5"]
     assert nslookup_addresses("** server can't find nope: NXDOMAIN\n") == []
+
+
+def test_batch_output_parsing() -> None:
+    from pi_cluster.conformance.batch import _parse
+
+    ok = _parse("n", '{"clock": 1.5, "hostname": "n"}\n{"results": {}}\n', "", 0)
+    assert ok.error is None and ok.results == {} and ok.clock == 1.5  # an empty batch is not a failure
+    cut = _parse("n", '{"clock": 1.5, "hostname": "n"}\n', "", None)
+    assert cut.error == "probe runner stopped before printing results"
+    sudo = _parse("n", "", "sudo: a password is required\n", 1)
+    assert sudo.error and "passwordless sudo" in sudo.error

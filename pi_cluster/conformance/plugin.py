@@ -1,4 +1,6 @@
-"""The pytest plugin behind the conformance tests (loaded as this package's conftest).
+"""The pytest plugin behind the conformance tests::
+
+    pytest -p pi_cluster.conformance.plugin -p no:cacheprovider --pyargs pi_cluster.conformance --inventory INV
 
 Options: ``--inventory INV`` (required), ``--pi-only S1,S2``, ``--pi-skip S``, ``--pi-json FILE``,
 ``--pi-junit FILE``, ``--keep-workload``, ``--check-timeout SECONDS``, ``--probe-image IMAGE``.
