@@ -812,10 +812,18 @@ Subsystem sftp internal-sftp
             pod = self._pod(st, namespace, name)
             if pod.kind == "dns":
                 raise LabError("the cluster DNS pod is part of the lab; use the stop-dns fault to stop it")
-            self._destroy_pod(st, pod)
+            # as Kubernetes: the endpoint leaves every node's rules first, then the pod terminates, so new
+            # connections never go to a pod that is already gone
+            st.pods = [p for p in st.pods if p.uid != pod.uid]
             self._sync(st)
+            self._destroy_pod(st, pod)
 
     # ------------------------------------------------------------------------------------ services
+    def refresh(self) -> None:
+        """Mark pods whose servers died as not ready and re-sync every node (for controllers and tests)."""
+        with self._locked() as st:
+            self._sync(st)
+
     def services(self) -> list[ServiceState]:
         self.reload()
         return list(self._st.services)
