@@ -206,3 +206,19 @@ def test_kubelet_and_api_refuse_anonymous_requests(cluster: Cluster) -> None:
             assert r.stdout == "401", (n.name, port, r.stdout)
     r = sh(lab, "probe/client-node2", "curl -sk -m 3 -o /dev/null -w '%{http_code}' https://kubernetes.default/api")
     assert r.stdout == "401"
+
+
+def test_backend_replacement_without_failed_requests(cluster: Cluster) -> None:
+    """Churn: the endpoint leaves the rules before its pod terminates, so the VIP keeps answering."""
+    lab, _ = cluster
+    vip = svc(lab, "web").spec.cluster_ip
+    loop = subprocess.Popen([*lab.exec_argv("node1"), "sh", "-c",
+                             f"for i in $(seq 60); do curl -s -m 1 -o /dev/null -w '%{{http_code}}\\n' {vip}/hostname;"
+                             " sleep 0.03; done"], stdout=subprocess.PIPE, text=True)
+    try:
+        lab.delete_pod("probe", "echo-node2")
+        lab.add_pod("probe", "echo-node2", "node2", {"app": "echo"}, [ContainerSpec()])
+    finally:
+        out, _ = loop.communicate(timeout=120)
+    codes = out.split()
+    assert len(codes) == 60 and set(codes) == {"200"}, Counter(codes)
