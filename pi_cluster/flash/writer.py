@@ -5,7 +5,8 @@ Order on every target (so a half-written card never boots half-customised):
 2. the image is written from its second MiB on (all-zero chunks are skipped on file targets: sparse);
 3. the boot partition is customised in place (``customise`` callback, mtools on the target);
 4. the image's first MiB (partition table) is written, then fsync;
-5. read back after dropping the page cache and compared chunk by chunk with the hashes taken while writing.
+5. read back (a device: after dropping its page cache) and compared chunk by chunk with the hashes taken
+   while writing.
 Any error or cancellation leaves the target with its first MiB zeroed and reports it failed; the others
 carry on.
 """
@@ -27,6 +28,14 @@ from pi_cluster.flash.source import CHUNK, SourceError, Stream
 
 HEAD = 1 << 20  # written last
 _ZERO = bytes(CHUNK)
+ZERO_DIGEST = hashlib.sha256(_ZERO).digest()
+
+
+def chunk_digest(data: bytes | bytearray) -> bytes:
+    """sha256 of one chunk; all-zero full chunks (most of an image's free space) skip the hashing."""
+    if len(data) == CHUNK and data == _ZERO:
+        return ZERO_DIGEST
+    return hashlib.sha256(data).digest()
 _END = object()
 Phase = Literal["waiting", "write", "customise", "verify", "done", "failed"]
 
@@ -83,6 +92,7 @@ class _Writer(threading.Thread):
         self.head = bytearray()
         self.failed = False
         self.stream_done = False
+        self._next_data = -1  # SEEK_DATA cursor for sparse file targets
 
     # -- helpers
     def emit(self, phase: Phase, done: int = 0, total: int | None = None, message: str = "") -> None:
@@ -227,29 +237,58 @@ class _Writer(threading.Thread):
             self._verify(expected, total)
             self.result.verified = True
 
+    def _hole(self, offset: int, length: int, total: int) -> bool:
+        """True if [offset, offset+length) of a (sparse) file target is one hole: it reads as zeros. Reading
+        holes is not free (the kernel fills the page cache with zero pages), so they are skipped."""
+        if self.job.is_device or length != CHUNK:
+            return False
+        assert self.fd is not None
+        if self._next_data <= offset:
+            try:
+                self._next_data = os.lseek(self.fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: nothing but a hole up to the end
+                self._next_data = total
+        return self._next_data >= offset + length
+
     def _rehash(self, expected: list[bytes], region: tuple[int, int], total: int) -> None:
         """Chunks of the customised boot partition get the hash of what is now in them (read through the page
-        cache, i.e. what we wrote); the media are compared against it in _verify."""
+        cache, i.e. what we wrote); the target is compared against these in _verify."""
         assert self.fd is not None
         first, last = region[0] // CHUNK, min((region[1] - 1) // CHUNK, (total - 1) // CHUNK)
+        self._next_data = -1
         for i in range(first, last + 1):
-            data = os.pread(self.fd, CHUNK, i * CHUNK)
+            want = min(CHUNK, total - i * CHUNK)
+            if self._hole(i * CHUNK, want, total):
+                expected[i] = ZERO_DIGEST
+                continue
+            data = os.pread(self.fd, want, i * CHUNK)
             if i == 0:
                 data = bytes(self.head) + data[HEAD:]
-            expected[i] = hashlib.sha256(data).digest()
+            expected[i] = chunk_digest(data)
 
     def _verify(self, expected: list[bytes], total: int) -> None:
+        """Read the target back and compare every chunk with its expected hash.
+
+        A block device is read from the media (its page cache dropped first). A regular file is read back
+        through the page cache after fsync: the check is that the file holds exactly the image plus the
+        customisation; its holes (skipped zero chunks) are found with SEEK_DATA instead of being read."""
         assert self.fd is not None
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)  # read the media, not our cache
+        if self.job.is_device:
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         self.emit("verify", 0, total)
         offset = 0
+        self._next_data = -1
         for digest in expected:
             if self.engine.cancel.is_set():
                 raise _Cancelled("cancelled (Ctrl-C) while verifying")
             want = min(CHUNK, total - offset)
-            data = os.pread(self.fd, want, offset)
-            if len(data) != want or hashlib.sha256(data).digest() != digest:
+            if self._hole(offset, want, total):
+                ok = digest == ZERO_DIGEST
+            else:
+                data = os.pread(self.fd, want, offset)
+                ok = len(data) == want and chunk_digest(data) == digest
+            if not ok:
                 raise _Failed(f"verification failed: the data read back at byte {offset} differs from what "
                               "was written (failing card or reader?)")
             offset += want
@@ -272,7 +311,6 @@ class _Engine:
 
 
 def _hasher(engine: _Engine, q: queue.Queue[object]) -> None:
-    sha = hashlib.sha256
     while True:
         item = q.get()
         if item is _END:
@@ -280,7 +318,7 @@ def _hasher(engine: _Engine, q: queue.Queue[object]) -> None:
             return
         if isinstance(item, BaseException):
             return
-        engine.digests.append(sha(item).digest())  # type: ignore[arg-type]
+        engine.digests.append(chunk_digest(item))  # type: ignore[arg-type]
 
 
 def write_all(stream: Stream, jobs: list[WriteJob], *, verify: bool = True,
