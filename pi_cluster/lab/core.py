@@ -93,7 +93,7 @@ def _now() -> str:
 
 def _kill(pids: list[int], grace: float = 1.0) -> None:
     """SIGTERM, then SIGKILL whatever is left after `grace` seconds (only these PIDs)."""
-    live = [p for p in pids if p > 1 and alive(p)]
+    live = [p for p in pids if p > 1 and p != os.getpid() and alive(p)]
     for p in live:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGTERM)
@@ -292,6 +292,9 @@ class Lab:
             return None
         lab = cls.load(name)
         st = lab._st
+        if st.status == "starting" and st.builder not in (0, os.getpid()) and alive(st.builder):
+            raise LabError(f"lab {name!r} is being built by process {st.builder}",
+                           f"wait for it, or `pi-cluster lab down --name {name}`")
         healthy = st.status == "up" and all(netns_exists(ns) for ns in st.netns) and all(
             alive(p) for k, p in st.pids.items() if k.startswith("sshd-"))
         if not healthy:  # a crashed or half-built lab: clear it and build afresh
@@ -362,7 +365,7 @@ class Lab:
         return LabStateModel(
             name=name, proxy_mode=proxy_mode, lan=str(net), servers=servers, nodes=lab_nodes,
             netns=[f"{name}-lan"] + [n.netns for n in lab_nodes], root_links=[f"{name}-ws"],
-            settings=settings, created=_now(),
+            settings=settings, created=_now(), builder=os.getpid(),
         )
 
     # ------------------------------------------------------------------------------------ state file
@@ -439,6 +442,7 @@ class Lab:
                 _wait(f"sshd on {n.name} ({addr}:22)", lambda addr=addr: _tcp_open(addr, 22), 10)  # type: ignore[misc]
         with self._locked() as st3:
             st3.status = "up"
+            st3.builder = 0
         say("kubectl stand-in (control plane)")
         ctl = self._start_control()  # outside the lock: the controller reads the lab
         if ctl:
@@ -509,6 +513,7 @@ class Lab:
         run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-days", "365", "-subj", f"/CN=pi-cluster-lab-{self.name}", "-addext", f"subjectAltName={sans}",
              "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")])
+        os.chmod(d / "key.pem", 0o600)
 
     def _write_node_files(self) -> None:
         d = self.state_dir

@@ -103,6 +103,7 @@ class LabStateModel(BaseModel):
     version: int = 1
     name: str
     status: Literal["starting", "up"] = "starting"
+    builder: int = 0  # PID of the process running `up` while status is "starting"
     proxy_mode: ProxyMode = "iptables"
     lan: str  # e.g. 198.51.100.0/24
     servers: int = 1
