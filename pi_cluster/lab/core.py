@@ -696,7 +696,7 @@ Subsystem sftp internal-sftp
         n = next((x for x in st.nodes if x.name == node), None)
         if n is None:
             raise LabError(f"lab {st.name} has no node {node!r}", f"nodes: {', '.join(x.name for x in st.nodes)}")
-        ports = [c.port for c in containers]
+        ports = [_http_port(c) for c in containers]
         if len(set(ports)) != len(ports):
             raise LabError(f"pod {namespace}/{name}: two containers listen on the same port")
         uid = str(uuid.uuid4())
@@ -764,15 +764,16 @@ Subsystem sftp internal-sftp
             pids.append(_spawn(argv, logs / f"pod-{pod.namespace}.{pod.name}.log"))
         else:
             for c in pod.containers:
-                args = [a for a in c.args if not a.startswith(("--http-port", "--name", "--ready-file"))]
+                args = _strip_flags(c.args, ("--http-port", "--name", "--ready-file"))
                 argv = ["ip", "netns", "exec", pod.netns, "unshare", "--uts", PYTHON, "-I", str(NETEXEC),
-                        f"--http-port={c.port}", f"--name={pod.name[:63]}", "--set-hostname", *args]
+                        f"--http-port={_http_port(c)}", f"--name={pod.name[:63]}", "--set-hostname", *args]
                 if not any(a.startswith("--udp-port") for a in args) and len(pod.containers) > 1 and \
                         c is not pod.containers[0]:
                     argv.append("--udp-port=-1")  # agnhost's default 8081 would clash inside one pod
                 pids.append(_spawn(argv, logs / f"pod-{pod.namespace}.{pod.name}.log"))
         pod.pids = pids
-        checks: list[tuple[str, int]] = [("udp" if pod.kind == "dns" else "tcp", c.port) for c in pod.containers]
+        checks: list[tuple[str, int]] = [("udp", c.port) if pod.kind == "dns" else ("tcp", _http_port(c))
+                                         for c in pod.containers]
 
         def probe() -> bool:
             for proto, port in checks:
@@ -1146,6 +1147,33 @@ Subsystem sftp internal-sftp
                           "lb_ingress": s.lb_ingress} for s in st.services],
             "faults": [f.model_dump() for f in st.faults],
         }
+
+
+def _strip_flags(args: list[str], flags: tuple[str, ...]) -> list[str]:
+    """args without `flags` (both --flag=value and --flag value forms)."""
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            skip = True
+            continue
+        if a.startswith(tuple(f + "=" for f in flags)):
+            continue
+        out.append(a)
+    return out
+
+
+def _http_port(c: ContainerSpec) -> int:
+    """The port the container's netexec listens on: its args' --http-port (as agnhost) else ContainerSpec.port."""
+    for i, a in enumerate(c.args):
+        if a.startswith("--http-port="):
+            return int(a.split("=", 1)[1])
+        if a == "--http-port" and i + 1 < len(c.args):
+            return int(c.args[i + 1])
+    return c.port
 
 
 def _dns_answers(server: str) -> bool:
