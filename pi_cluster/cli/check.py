@@ -160,7 +160,7 @@ def check(
             rep.write_junit(junit)
         if json_file:
             rep.write_json(json_file)
-    if bridge.interrupted or code == pytest.ExitCode.INTERRUPTED:
+    if bridge.interrupted:
         err_console.print("[yellow]interrupted[/]: probe workload removed" if rep else "[yellow]interrupted[/]")
         raise typer.Exit(130)
     if rep is None:

@@ -3,9 +3,9 @@ DaemonSet (pod-side probes), one pinned pod for externalTrafficPolicy: Local, an
 scenarios probe. Deployed with ``k3s kubectl apply`` on the first reachable server; always deleted at the
 end unless the user keeps it.
 
-No Service exposes netexec's ``/shell``: the echo pods serve the node-exposed Services (NodePort,
-LoadBalancer, Local) from extra netexec instances whose every path answers ``/hostname`` or ``/clientip``
-(``--http-override``); ``/shell`` is only ever called on a client pod's own IP.
+No Service exposes netexec's ``/shell``: every Service targets an extra netexec instance whose every path
+answers ``/hostname`` (8081) or ``/clientip`` (8082) (``--http-override``); the full netexec on 8080 (``/dial``,
+``/echo``, ``/shell``) is only ever reached on a pod's own IP, and ``/shell`` only on a client pod's.
 """
 
 from __future__ import annotations
@@ -85,13 +85,13 @@ def manifests(namespace: str, image: str, local_node: str) -> list[dict[str, Any
          "spec": {"nodeName": local_node, "tolerations": tolerations, "terminationGracePeriodSeconds": 1,
                   "containers": [_netexec("clientip", 8082, "/clientip")]}},
         svc(SVC_CLUSTERIP, {"type": "ClusterIP", "selector": {"app": ECHO}, "ports": [
-            {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}]}),
+            {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8081}]}),
         svc(SVC_NODEPORT, {"type": "NodePort", "selector": {"app": ECHO}, "ports": [
             {"protocol": "TCP", "port": 80, "targetPort": 8081}]}),
         svc(SVC_LB, {"type": "LoadBalancer", "selector": {"app": ECHO}, "ports": [
             {"protocol": "TCP", "port": LB_PORT, "targetPort": 8081}]}),
         svc(SVC_HEADLESS, {"clusterIP": "None", "selector": {"app": ECHO}, "ports": [
-            {"protocol": "TCP", "port": 8080, "targetPort": 8080}]}),
+            {"protocol": "TCP", "port": 8081, "targetPort": 8081}]}),
         svc(SVC_AFFINITY, {"type": "ClusterIP", "selector": {"app": ECHO}, "sessionAffinity": "ClientIP",
                            "ports": [{"protocol": "TCP", "port": 80, "targetPort": 8081}]}),
         svc(SVC_LOCAL, {"type": "NodePort", "selector": {"app": LOCAL}, "externalTrafficPolicy": "Local",

@@ -191,3 +191,24 @@ def test_secrets_never_in_output(healed: Lab, tmp_path: Path) -> None:
     for text in (p.stdout, p.stderr, junit.read_text(), js.read_text()):
         assert "topsecretvalue42" not in text and token not in text
     assert os.path.exists(js)
+
+
+def test_mtu_blackhole_fails_only_large_requests_across_that_node(healed: Lab, tmp_path: Path) -> None:
+    if healed.proxy_mode != "iptables":
+        pytest.skip("once is enough")
+    healed.fault("mtu-blackhole", node="node2")
+    code, data, out = check(healed, tmp_path, "--only", "nodes,podnet")
+    assert code == 1, out
+    fails = failures(data)
+    assert fails and all(r["scenario"] == "podnet" and r["check"].startswith("large ") for r in fails), fails
+    assert all("node2" in (r["node"], *r["peers"]) and "MTU" in r["seen"] for r in fails)
+
+
+def test_unreachable_server_is_a_setup_error(healed: Lab, tmp_path: Path) -> None:
+    if healed.proxy_mode != "iptables":
+        pytest.skip("once is enough")
+    healed.fault("cut-node", node="node1")
+    code, data, out = check(healed, tmp_path, "--timeout", "30")
+    assert code == 2, out
+    assert "setup error" in out and "node1" in out and "Traceback" not in out
+    assert data.get("setup_error")
