@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import lab_name
 
-from pi_cluster.lab import Lab, LabError
+from pi_cluster.lab import ContainerSpec, Lab, LabError, ServicePort, ServiceSpec
 from pi_cluster.lab.core import base_dir
 from pi_cluster.lab.nsutil import alive, list_netns, require_tools
 
@@ -122,4 +122,13 @@ def test_status_json_through_the_cli(make_lab: Callable[..., Lab]) -> None:
     legacy = subprocess.run(["ip", "netns", "exec", f"{lab.name}-node2", "iptables-legacy-save", "-t", "nat"],
                             capture_output=True, text=True, check=False).stdout
     assert "KUBE-SVC-TCOU7JCQXEZGVUNU" in legacy
+    # the legacy backend carries Service traffic too
+    for n in lab.nodes:
+        lab.add_pod("probe", f"echo-{n.name}", n.name, {"app": "echo"}, [ContainerSpec()])
+    s = lab.apply_service(ServiceSpec(namespace="probe", name="web", selector={"app": "echo"},
+                                      ports=[ServicePort(port=80, target_port=8080)]))
+    out = subprocess.run(["ip", "netns", "exec", f"{lab.name}-node2", "sh", "-c",
+                          f"for i in $(seq 20); do curl -s -m 2 {s.spec.cluster_ip}/hostname; echo; done"],
+                         capture_output=True, text=True, timeout=60, check=False).stdout.split()
+    assert len(out) == 20 and set(out) == {"echo-node1", "echo-node2"}, out
     Lab.down(lab.name)
