@@ -6,7 +6,7 @@ PY       := $(VENV)/bin/python
 BIN      := $(VENV)/bin
 PYTHON   ?= python3
 APT_PKGS := iptables nftables dnsmasq-base openssh-server openssh-client curl dnsutils iputils-ping conntrack \
-            mtools dosfstools fdisk e2fsprogs xz-utils zstd unzip iproute2 util-linux kmod procps python3-venv
+            mtools dosfstools fdisk e2fsprogs xz-utils zstd unzip iproute2 util-linux kmod procps python3-venv openssl
 PYTEST_ARGS ?=
 
 .PHONY: setup apt venv lint test unit demo clean
