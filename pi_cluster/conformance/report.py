@@ -163,7 +163,7 @@ class Report:
         passes = [r for r in rs if r.status == "pass"]
         if passes:
             skipped = [r for r in rs if r.status == "skip"]
-            note = f"{len(passes)} checks" + (f", {len(skipped)} skipped" if skipped else "")
+            note = f"{len(passes)} passed" + (f", {len(skipped)} skipped" if skipped else "")
             return "pass", note
         return "skip", mask(rs[0].seen)
 

@@ -212,3 +212,21 @@ def test_unreachable_server_is_a_setup_error(healed: Lab, tmp_path: Path) -> Non
     assert code == 2, out
     assert "setup error" in out and "node1" in out and "Traceback" not in out
     assert data.get("setup_error")
+
+
+def test_extra_tests_run_against_the_same_hosts(healed: Lab, tmp_path: Path) -> None:
+    if healed.proxy_mode != "iptables":
+        pytest.skip("once is enough")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "test_mine.py").write_text(
+        "def test_hostname(host):\n    assert host.check_output('hostname') in ('node1', 'node2', 'node3')\n\n"
+        "def test_not_node2(host):\n    assert host.check_output('hostname') != 'node2'\n")
+    junit = tmp_path / "j.xml"
+    code, data, out = check(healed, tmp_path, "--only", "nodes", "--extra-tests", str(mine), "--junit", str(junit))
+    assert code == 1, out
+    extra = [r for r in data["results"] if r["scenario"] == "extra"]
+    assert {(r["node"], r["check"], r["status"]) for r in extra} == {
+        (n.name, "test_hostname", "pass") for n in healed.nodes} | {
+        (n.name, "test_not_node2", "fail" if n.name == "node2" else "pass") for n in healed.nodes}
+    assert "extra[node2]" in {tc.get("name") for tc in ET.parse(junit).getroot().iter("testcase")}
