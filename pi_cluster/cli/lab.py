@@ -143,6 +143,26 @@ def fault(
                   f"(undo: pi-cluster lab heal --name {name})", highlight=False)
 
 
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_cmd(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="NODE (its network, mount and UTS namespaces) or NS/POD")],
+    name: NameOpt = "pilab",
+) -> None:
+    """Run a command on a lab node or in a pod: `pi-cluster lab exec node1 -- curl -s 10.43.0.1`."""
+    import os
+
+    from pi_cluster.lab import Lab
+
+    cmd = list(ctx.args) or [os.environ.get("SHELL", "/bin/sh")]
+    with _lab_errors():
+        argv = Lab.load(name).exec_argv(target) + cmd
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        fail(f"cannot run {argv[0]}: {e}")
+
+
 @app.command()
 def heal(name: NameOpt = "pilab") -> None:
     """Undo every injected fault."""
