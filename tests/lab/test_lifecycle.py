@@ -131,4 +131,7 @@ def test_status_json_through_the_cli(make_lab: Callable[..., Lab]) -> None:
                           f"for i in $(seq 20); do curl -s -m 2 {s.spec.cluster_ip}/hostname; echo; done"],
                          capture_output=True, text=True, timeout=60, check=False).stdout.split()
     assert len(out) == 20 and set(out) == {"echo-node1", "echo-node2"}, out
+    r = subprocess.run([*CLI, "exec", "node2", "--name", lab.name, "--", "sh", "-c", "hostname; cat /etc/hostname"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.stdout.split() == ["node2", "node2"], r.stderr
     Lab.down(lab.name)
