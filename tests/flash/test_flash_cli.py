@@ -268,3 +268,31 @@ def test_python_lzma_reads_what_we_wrote(images: dict[str, Path]) -> None:
     blocks = int(next(ln for ln in r.stdout.splitlines() if ln.startswith("totals")).split("\t")[2])
     assert blocks > 1
     assert lzma.decompress(images["trixie.xz"].read_bytes()) == images["trixie"].read_bytes()
+
+
+def test_ctrl_c_leaves_targets_unbootable(images: dict[str, Path], inventory: Path, tmp_path: Path) -> None:
+    """A real SIGINT (what Ctrl-C sends) in the middle of writing: every target is reported failed and left
+    with its first MiB zeroed; a file that held a bootable image before is no longer bootable."""
+    import signal
+    import threading
+
+    from pi_cluster import inventory as inv
+    from pi_cluster.flash import core
+
+    outs = [tmp_path / "a.img", copy_sparse(images["bookworm"], tmp_path / "b.img")]
+    cluster = inv.load(str(inventory))
+    plan = core.plan(str(images["trixie.xz"]), [("node1", str(outs[0])), ("node2", str(outs[1]))], cluster)
+    main = threading.main_thread().ident
+    sent = threading.Event()
+
+    def on_event(ev) -> None:
+        if ev.phase == "write" and ev.done >= 8 * MiB and not sent.is_set():
+            sent.set()
+            signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
+
+    report = core.flash(plan, verify=True, emit=on_event)
+    assert sent.is_set()
+    assert report.interrupted and not report.ok
+    assert all(not t.ok and "cancel" in (t.error or "") for t in report.targets), report.targets
+    for o in outs:
+        assert o.read_bytes()[:MiB] == bytes(MiB), f"{o.name}: bootable after Ctrl-C"
