@@ -179,14 +179,15 @@ def devices(
     if as_json:
         print(json.dumps([d.as_dict() | {"candidate": d.candidate} for d in shown], indent=2))
         return
+    if not shown:
+        console.print("no removable drives found (insert a card, or use --all to see every drive)")
+        return
     t = Table(title="drives" + ("" if all_drives else " (removable; --all for every drive)"), title_justify="left")
     for col in ("path", "size", "model", "transport", "removable", "mounted", "system", "candidate"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col in ("path", "size", "removable", "candidate"))
     yn = {True: "yes", False: "no"}
     for d in shown:
         t.add_row(d.path, _size(d.size), d.model or "-", d.transport or "-", yn[d.removable],
                   ", ".join(d.mountpoints) or "no", yn[d.system],
                   "[green]yes[/]" if d.candidate else "no")
     console.print(t)
-    if not shown:
-        console.print("no removable drives found (insert a card, or use --all)")
