@@ -279,6 +279,23 @@ class Pool:
                 with contextlib.suppress(Exception):
                     backend.client.close()
 
+    def warm_up(self) -> threading.Thread:
+        """Open every node's SSH connection in the background (errors are left for the first command)."""
+
+        def connect(name: str) -> None:
+            backend = self.hosts[name].backend
+            if isinstance(backend, ParamikoBackend):
+                with contextlib.suppress(Exception):
+                    backend.client  # noqa: B018 - opens the connection
+
+        def all_nodes() -> None:
+            with ThreadPoolExecutor(max_workers=min(32, max(1, len(self.hosts)))) as ex:
+                list(ex.map(connect, list(self.hosts)))
+
+        t = threading.Thread(target=all_nodes, daemon=True)
+        t.start()
+        return t
+
     def run(self, name: str, command: str, stdin: bytes | str | None = None, timeout: float = 30) -> RunResult:
         return run_on(self.hosts[name], name, command, stdin=stdin, timeout=timeout)
 

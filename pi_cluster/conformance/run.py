@@ -63,7 +63,7 @@ class Options:
     keep_workload: bool = False
     image: str = wl.DEFAULT_IMAGE
     lb_deadline: float = 30.0
-    churn_window: float = 3.0
+    churn_window: float = 2.0
     churn_deadline: float = 30.0
     max_skew: float = 2.0
 
@@ -161,6 +161,7 @@ class CheckRun:
         servers = [n.name for n in self.cluster.servers]
         self.note("setup", servers[0] if servers else "", "connecting to the first reachable server")
         t0 = time.monotonic()
+        self.pool.warm_up()  # every node's SSH connection opens while the server deploys the workload
         self.w = wl.Workload(namespace="", image=self.options.image)
         problems = []
         for server in servers:  # the first server that answers kubectl (one round trip: nodes + services)

@@ -77,7 +77,7 @@ def after(run: CheckRun) -> list[Result]:
         run_batches(pool, {n: [loop] for n in sources}, timeout=window + 20)), daemon=True)
     run.note("churn", victim_node, f"deleting backend {victim.name} while every node requests the VIP")
     t.start()
-    time.sleep(min(0.7, window / 4))
+    time.sleep(min(0.5, window / 4))
     deleted_at = time.monotonic()
     try:
         kube.delete_pod(w.namespace, victim.name)
