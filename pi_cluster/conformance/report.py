@@ -66,6 +66,7 @@ class Result:
     explains: bool = True
     info: bool = False
     via: list[str] = field(default_factory=list)  # nodes whose kube-proxy rules carry this traffic
+    service: str = ""  # the Service probed or checked (a proxy failure for the same one is the likelier cause)
 
     def __post_init__(self) -> None:
         if not self.src:
@@ -134,8 +135,12 @@ class Report:
         for r in self.results:
             if r.status != "fail" or r.cause:
                 continue
+            # among proxy failures, those about the same Service (NodePort rules for a NodePort check) first
+            same = [c for c in lower if c.scenario == "proxy" and r.service and c.service == r.service]
+            lower_r = [c for c in lower if c.scenario != "proxy"] + same + [c for c in lower if c not in same
+                                                                            and c.scenario == "proxy"]
             involved = {r.src, r.node, *r.peers}
-            for c in lower:
+            for c in lower_r:
                 if c is r or layer(c.scenario) >= layer(r.scenario):
                     continue
                 if c.scenario == "nodes":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import signal
 import socket
 import threading
 import time
@@ -224,13 +225,18 @@ class CheckRun:
                                                                f"{len(b.results)} probes done"))
         self.report.facts["probe_seconds"] = round(time.monotonic() - t0, 2)
         self.report.facts["probes"] = sum(len(p) for p in self.plans.values())
+        def tagged(m: ModuleType, results: list[Result]) -> list[Result]:
+            for r in results:
+                r.service = r.service or getattr(m, "SERVICE", "")
+            return results
+
         for m in mods:
-            self.report.extend(m.evaluate(self))
+            self.report.extend(tagged(m, m.evaluate(self)))
         for m in mods:  # phases that disturb the workload (churn) run after every other probe
             extra = getattr(m, "after", None)
             if extra is not None:
                 t1 = time.monotonic()
-                self.report.extend(extra(self))
+                self.report.extend(tagged(m, extra(self)))
                 self.report.facts[f"{m.SCENARIO}_seconds"] = round(time.monotonic() - t1, 2)
         self.report.attribute_causes()
 
@@ -239,6 +245,11 @@ class CheckRun:
         if self.finished:
             return
         self.finished = True
+        # a second Ctrl-C must not leave the namespace behind: ignore SIGINT while cleaning up (bounded by
+        # the kubectl timeout)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             if self.namespace and self.kube and not self.options.keep_workload:
                 self.note("cleanup", self.kube.server, f"deleting namespace {self.namespace}")
@@ -249,6 +260,8 @@ class CheckRun:
             elif self.namespace and self.options.keep_workload:
                 self.report.facts["kept_namespace"] = self.namespace
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             if self.pool is not None:
                 self.pool.close()
             self.report.facts["total_seconds"] = round(time.monotonic() - self.started, 2)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "affinity"
+SERVICE = wl.SVC_AFFINITY  # the Service these checks probe
 TRIES = 6
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "churn"
+SERVICE = wl.SVC_CLUSTERIP  # the Service these checks probe
 
 
 def plan(run: CheckRun) -> None:

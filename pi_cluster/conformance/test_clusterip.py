@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "clusterip"
+SERVICE = wl.SVC_CLUSTERIP  # the Service these checks probe
 
 
 def plan(run: CheckRun) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "dns"
+SERVICE = "kube-dns"  # the Service these checks probe
 _IP = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b")
 
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "loadbalancer"
+SERVICE = wl.SVC_LB  # the Service these checks probe
 
 
 def _ips(run: CheckRun) -> list[str]:

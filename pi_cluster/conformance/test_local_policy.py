@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "local-policy"
+SERVICE = wl.SVC_LOCAL  # the Service these checks probe
 
 
 def _port(run: CheckRun) -> int | None:

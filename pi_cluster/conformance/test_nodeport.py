@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pi_cluster.conformance.run import CheckRun
 
 SCENARIO = "nodeport"
+SERVICE = wl.SVC_NODEPORT  # the Service these checks probe
 
 
 def _port(run: CheckRun) -> int | None:

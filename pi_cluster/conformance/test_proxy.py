@@ -77,11 +77,11 @@ def evaluate(run: CheckRun) -> list[Result]:
                         else "VIP programmed as a Service without endpoints (rejects)" if ok
                         else f"VIP absent from {n}'s {where}" + ("" if got.where else " (no kube-proxy rules at all)"))
                 out.append(Result(SCENARIO, n, f"vip {pn}", "pass" if ok else "fail", target=target,
-                                  expected=f"rule in {where}", seen=seen))
+                                  expected=f"rule in {where}", seen=seen, service=svc.name))
                 if p.node_port:
                     okp = got.node_port
                     out.append(Result(SCENARIO, n, f"nodeport {pn}", "pass" if okp else "fail",
-                                      target=f"{n}:{p.node_port}/{p.protocol.lower()}",
+                                      target=f"{n}:{p.node_port}/{p.protocol.lower()}", service=svc.name,
                                       expected="NodePort rule", seen="programmed" if okp else
                                       f"NodePort {p.node_port} absent from {n}'s "
                                       f"{'service-nodeports map' if use_nft else 'KUBE-NODEPORTS'}"))

@@ -123,3 +123,15 @@ def test_secrets_are_masked_in_every_view(tmp_path: Path) -> None:
     for text in ((tmp_path / "r.json").read_text(), (tmp_path / "r.xml").read_text(), con.export_text(),
                  r.failures()[0].message()):
         assert "s3cr3tvalue" not in text and "hunter2" not in text
+
+
+def test_proxy_cause_about_the_same_service_is_preferred() -> None:
+    r = healthy()
+    r.add(Result("proxy", "node2", "vip ns/web:http", "fail", seen="VIP absent", service="web"))
+    r.add(Result("proxy", "node2", "nodeport ns/web-nodeport", "fail", seen="NodePort 30080 absent",
+                 service="web-nodeport"))
+    np = Result("nodeport", "node1", "-> node2", "fail", peers=["node2"], via=["node2"], seen="refused",
+                service="web-nodeport")
+    r.add(np)
+    r.attribute_causes()
+    assert np.cause and "NodePort 30080 absent" in np.cause
