@@ -182,3 +182,13 @@ def test_cli_reset_asks_and_yes_skips_the_question(setup: dict[str, Path]) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in setup["out"].iterdir()) == ["reset-a1", "reset-s1"]
     assert "reset done: 2 change(s) were made on 2 host(s)" in proc.stdout
+
+
+def test_playbook_error_before_any_task_is_reported(setup: dict[str, Path]) -> None:
+    broken = "- name: Broken\n  hosts: k3s_cluster\n  tasks:\n    - nosuch.module: {}\n"
+    (setup["books"] / "reboot.yml").write_text(broken)
+    result = prov.run_playbook("reboot", setup["inv"])
+    assert not result.ok and result.rc != 0
+    [failure] = result.failures
+    assert failure.host == "-" and failure.task == "ansible-playbook"
+    assert "nosuch.module" in failure.message
