@@ -167,7 +167,11 @@ def check(
         fail(f"the checks did not run (pytest exit code {int(code)})", "run with --verbose to see pytest's output",
              code=EXIT_BAD_INPUT)
     render(rep)
-    raise typer.Exit(rep.exit_code())
+    code_out = rep.exit_code()
+    if code_out == 0 and int(code) not in (0, 5):  # pytest saw errors the report does not explain
+        err_console.print(f"[red]error:[/] pytest reported errors (exit code {int(code)}); run with --verbose")
+        code_out = 2
+    raise typer.Exit(code_out)
 
 
 def render(rep: Report) -> None:

@@ -169,6 +169,8 @@ def conformance(request: pytest.FixtureRequest) -> Any:
             run.probe()
         except cr.SetupError as e:
             run.report.setup_error = str(e)
+        except Exception as e:  # never let a broken run look like a passing one
+            run.report.setup_error = f"the check run failed: {type(e).__name__}: {e}"
         yield Conformance(run)
     finally:
         run.teardown()

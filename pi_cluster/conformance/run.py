@@ -197,7 +197,7 @@ class CheckRun:
                             timeout=min(60.0, self.remaining() / 2), lb_deadline=self.options.lb_deadline,
                             want_lb="loadbalancer" in self.scenarios and self.cluster.settings.servicelb,
                             progress=lambda m: self.note("setup", "", m))
-        except wl.WorkloadError as e:
+        except (wl.WorkloadError, KubeError) as e:
             raise SetupError(str(e)) from e
         dep.nodes, dep.system_services, dep.system_endpoints = (self.w.nodes, self.w.system_services,
                                                                 self.w.system_endpoints)
@@ -230,13 +230,23 @@ class CheckRun:
                 r.service = r.service or getattr(m, "SERVICE", "")
             return results
 
+        def guarded(m: ModuleType, fn: Callable[[CheckRun], list[Result]]) -> list[Result]:
+            try:
+                return tagged(m, fn(self))
+            except KubeError as e:
+                why = str(e)
+            except Exception as e:  # a bug in a scenario must fail loudly, never pass silently
+                why = f"internal error: {type(e).__name__}: {e}"
+            return [Result(m.SCENARIO, n, "evaluate", "fail", expected="the scenario ran", seen=why, explains=False)
+                    for n in self.nodes]
+
         for m in mods:
-            self.report.extend(tagged(m, m.evaluate(self)))
+            self.report.extend(guarded(m, m.evaluate))
         for m in mods:  # phases that disturb the workload (churn) run after every other probe
             extra = getattr(m, "after", None)
             if extra is not None:
                 t1 = time.monotonic()
-                self.report.extend(tagged(m, extra(self)))
+                self.report.extend(guarded(m, extra))
                 self.report.facts[f"{m.SCENARIO}_seconds"] = round(time.monotonic() - t1, 2)
         self.report.attribute_causes()
 
