@@ -31,6 +31,10 @@ LimitOpt = Annotated[
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Dry run: report what would change, change nothing.")]
 DiffOpt = Annotated[bool, typer.Option("--diff", help="Show the changes made to files (with --check: would make).")]
+ExtraVarsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--extra-vars", "-e", help="Extra variables, as for ansible-playbook -e (key=value or @file)."),
+]
 TagsOpt = Annotated[str | None, typer.Option("--tags", "-t", help="Only tasks with these tags (comma-separated).")]
 
 _STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold magenta"}
@@ -81,7 +85,7 @@ def _count(n: int, kind: str) -> Text:
 
 
 def _run(playbook: str, cluster: Cluster, *, limit: str | None = None, check: bool = False,
-         diff: bool = False, tags: str | None = None) -> None:
+         diff: bool = False, tags: str | None = None, extra_vars: list[str] | None = None) -> None:
     with user_errors():
         if cluster.warnings:
             render_problems(cluster.warnings, cluster.source)
@@ -91,6 +95,7 @@ def _run(playbook: str, cluster: Cluster, *, limit: str | None = None, check: bo
             with live:
                 result = prov.run_playbook(
                     playbook, cluster.source, limit=limit, check=check, diff=diff, tags=tags,
+                    extra_args=[a for v in extra_vars or [] for a in ("-e", v)],
                     hosts=None if limit else names,
                     on_progress=lambda state: live.update(progress_table(state)),
                 )
@@ -114,21 +119,22 @@ def _run(playbook: str, cluster: Cluster, *, limit: str | None = None, check: bo
 
 
 def provision(inventory: InventoryOpt = None, limit: LimitOpt = None, check: CheckOpt = False,
-              diff: DiffOpt = False, tags: TagsOpt = None) -> None:
+              diff: DiffOpt = False, tags: TagsOpt = None, extra_vars: ExtraVarsOpt = None) -> None:
     """Provision the cluster: OS preparation, k3s servers, agents, kubeconfig (playbooks/site.yml)."""
-    _run("site", load_cluster(inventory), limit=limit, check=check, diff=diff, tags=tags)
+    _run("site", load_cluster(inventory), limit=limit, check=check, diff=diff, tags=tags, extra_vars=extra_vars)
 
 
 def upgrade(inventory: InventoryOpt = None, limit: LimitOpt = None, check: CheckOpt = False,
-            diff: DiffOpt = False) -> None:
+            diff: DiffOpt = False, extra_vars: ExtraVarsOpt = None) -> None:
     """Upgrade k3s to the inventory's k3s_version, one node at a time, servers first (playbooks/upgrade.yml)."""
-    _run("upgrade", load_cluster(inventory), limit=limit, check=check, diff=diff)
+    _run("upgrade", load_cluster(inventory), limit=limit, check=check, diff=diff, extra_vars=extra_vars)
 
 
 def reset(
     inventory: InventoryOpt = None,
     limit: LimitOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    extra_vars: ExtraVarsOpt = None,
 ) -> None:
     """Remove k3s and its data from the nodes, leaving SSH and the OS intact (playbooks/reset.yml)."""
     cluster = load_cluster(inventory)
@@ -137,9 +143,9 @@ def reset(
         if not typer.confirm(f"Remove k3s and all cluster data from {target}?", default=False):
             err_console.print("reset cancelled: nothing was changed")
             raise typer.Exit(EXIT_FAILED)
-    _run("reset", cluster, limit=limit)
+    _run("reset", cluster, limit=limit, extra_vars=extra_vars)
 
 
-def reboot(inventory: InventoryOpt = None, limit: LimitOpt = None) -> None:
+def reboot(inventory: InventoryOpt = None, limit: LimitOpt = None, extra_vars: ExtraVarsOpt = None) -> None:
     """Reboot the nodes one at a time, servers first, each Ready again before the next (playbooks/reboot.yml)."""
-    _run("reboot", load_cluster(inventory), limit=limit)
+    _run("reboot", load_cluster(inventory), limit=limit, extra_vars=extra_vars)

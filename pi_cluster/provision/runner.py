@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -238,6 +239,7 @@ def run_playbook(
     diff: bool = False,
     tags: str | None = None,
     extravars: dict[str, Any] | None = None,
+    extra_args: list[str] | None = None,
     hosts: list[str] | None = None,
     on_progress: ProgressCallback | None = None,
     keep_artifacts: bool = False,
@@ -247,6 +249,7 @@ def run_playbook(
 
     ansible-runner's artifacts go to a temporary directory, removed afterwards unless ``keep_artifacts``.
     ``hosts`` pre-fills the progress table (hosts Ansible has not reached yet show as waiting).
+    ``extra_args`` go to ansible-playbook as they are (e.g. ``["-e", "k=v"]``).
     """
     import ansible_runner
 
@@ -268,7 +271,7 @@ def run_playbook(
     if cfg.is_file() and "ANSIBLE_CONFIG" not in os.environ:
         env["ANSIBLE_CONFIG"] = str(cfg)
     env.update(envvars or {})
-    flags = [f for f, on in (("--check", check), ("--diff", diff)) if on]
+    flags = [f for f, on in (("--check", check), ("--diff", diff)) if on] + [shlex.quote(a) for a in extra_args or []]
     private = Path(tempfile.mkdtemp(prefix="pi-cluster-run-"))
     tracker = EventTracker(path.stem, on_progress, hosts)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +71,18 @@ def test_cmdline_on_lab_nodes_over_ssh_twice(lab: Lab, tmp_path: Path) -> None:
     second = run_playbook(playbook, lab.inventory_path)
     assert second.rc == 0, second.output
     assert second.changed(server) == 0 and second.changed(agent) == 0, second.output
+
+
+def test_cli_provision_runs_the_real_site_yml_over_ssh(lab: Lab) -> None:
+    """`pi-cluster provision --tags raspberrypi` on the lab: the real site.yml through ansible-runner and SSH
+    (host key checking on). Lab nodes are not Pis (no device-tree model here): nothing to change."""
+    exe = Path(sys.executable).parent / "pi-cluster"
+    env = {k: v for k, v in os.environ.items() if k != "PI_CLUSTER_PLAYBOOKS"}
+    proc = subprocess.run([str(exe), "provision", "-i", str(lab.inventory_path), "--tags", "raspberrypi",
+                           "-e", "ansible_become=false"], capture_output=True, text=True, timeout=300,
+                          env={**env, "COLUMNS": "120"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert sorted([r[0], r[1], r[3], r[4], r[5]] for r in rows) == sorted(
+        [n.name, "ok", "0", "0", "0"] for n in lab.nodes)
+    assert "site done: 0 change(s) were made on 2 host(s)" in proc.stdout
