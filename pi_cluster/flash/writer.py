@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from pi_cluster.flash.source import CHUNK, SourceError, Stream
 
@@ -81,18 +81,26 @@ class _Cancelled(Exception):
     pass
 
 
-class _Writer(threading.Thread):
+class _Writer:
+    """One target. Stream phase: ``start``, ``feed`` per chunk, ``end_stream``; then ``finish`` (customise, first
+    MiB, fsync, verify). File targets are fed inline by the reading thread (page-cache writes are fast, and a
+    thread hand-off per chunk costs more than it saves on a busy machine); block devices, whose writes can
+    stall for seconds, get their own thread and queue so a slow card never holds up the others."""
+
     def __init__(self, job: WriteJob, engine: _Engine) -> None:
-        super().__init__(name=f"flash:{job.key}", daemon=True)
         self.job = job
         self.engine = engine
-        self.q: queue.Queue[object] = queue.Queue(maxsize=6)
+        self.threaded = job.is_device
+        self.q: queue.Queue[object] = queue.Queue(maxsize=8)
+        self.thread: threading.Thread | None = None
         self.result = WriteResult(job.key)
         self.fd: int | None = None
         self.head = bytearray()
         self.failed = False
-        self.stream_done = False
+        self.offset = 0
         self._next_data = -1  # SEEK_DATA cursor for sparse file targets
+        self._start = time.monotonic()
+        self._last_emit = 0.0
 
     # -- helpers
     def emit(self, phase: Phase, done: int = 0, total: int | None = None, message: str = "") -> None:
@@ -133,82 +141,124 @@ class _Writer(threading.Thread):
             mv = mv[n:]
             offset += n
 
-    # -- the job
-    def run(self) -> None:
-        start = time.monotonic()
+    def _guard(self, step: Callable[[], None]) -> None:
+        """Run one step; any failure fails this target only (first MiB zeroed, reported)."""
+        if self.failed:
+            return
         try:
-            self._open()
-            self.emit("write", 0, self.engine.size)
-            self._stream()
-            self._finish()
-            self.result.ok = True
-            self.emit("done", self.result.written, self.result.written)
+            step()
         except (_Failed, _Cancelled, SourceError) as e:
             self._fail(str(e) or "cancelled")
         except Exception as e:  # one target's surprise must not stop the others
             self._fail(f"{type(e).__name__}: {e}")
-        finally:
-            if self.fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self.fd)
-            self.result.seconds = time.monotonic() - start
 
     def _fail(self, message: str) -> None:
         self.failed = True
         self.result.ok = False
         self.result.error = message
         try:
-            if self.fd is not None:
-                self._zero_head()
-            elif not self.job.is_device and os.path.isfile(self.job.path):
-                pass  # never opened: nothing of ours is in it
+            self._zero_head()
         except OSError as e:
             self.result.error += f" (and zeroing its first MiB failed: {e.strerror})"
         self.emit("failed", self.result.written, self.engine.size, self.result.error)
-        self._drain()
 
-    def _drain(self) -> None:
-        """Keep taking chunks so the shared reader never blocks on a failed target."""
-        while not self.stream_done:
-            item = self.q.get()
-            if item is _END or isinstance(item, BaseException):
-                self.stream_done = True
+    def _close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+        self.result.seconds = time.monotonic() - self._start
 
-    def _stream(self) -> None:
-        offset = 0
-        sparse = not self.job.is_device
+    # -- stream phase
+    def start(self) -> None:
+        def step() -> None:
+            self._open()
+            self.emit("write", 0, self.engine.size)
+        self._guard(step)
+        if self.threaded:
+            self.thread = threading.Thread(target=self._run_thread, name=f"flash:{self.job.key}", daemon=True)
+            self.thread.start()
+
+    def feed(self, chunk: bytearray, zero: bool) -> None:
+        if not self.failed:
+            self._guard(lambda: self._feed(chunk, zero))
+
+    def _feed(self, chunk: bytearray, zero: bool) -> None:
+        if self.engine.cancel.is_set():
+            raise _Cancelled("cancelled (Ctrl-C)")
+        offset, n = self.offset, len(chunk)
         cap = self.job.capacity
+        if cap is not None and offset + n > cap:
+            raise _Failed(f"target is too small: {cap} bytes, the image is larger")
+        skip = zero and not self.job.is_device  # sparse file: leave a hole
+        if offset < HEAD:
+            k = min(HEAD - offset, n)
+            self.head += chunk[:k]
+            if k < n and not skip:
+                self._write(memoryview(chunk)[k:], offset + k)
+        elif not skip:
+            self._write(chunk, offset)
+        self.offset = offset + n
+        self.result.written = self.offset
+        now = time.monotonic()
+        if now - self._last_emit >= 0.1:
+            self._last_emit = now
+            self.emit("write", self.offset, self.engine.size)
+
+    def end_stream(self, error: BaseException | None) -> None:
+        def step() -> None:
+            if error is not None:
+                raise error
+            self.emit("write", self.offset, self.engine.size)
+            if self.engine.size is not None and self.offset != self.engine.size:
+                raise _Failed(f"the image stream ended after {self.offset} bytes, expected {self.engine.size}")
+            if not self.job.is_device:
+                assert self.fd is not None
+                os.ftruncate(self.fd, self.offset)
+        self._guard(step)
+
+    def _run_thread(self) -> None:
+        """Device targets: take chunks from the queue, then finish."""
         while True:
             item = self.q.get()
             if item is _END:
-                self.stream_done = True
+                self.end_stream(None)
                 break
             if isinstance(item, BaseException):
-                self.stream_done = True
-                raise item
-            if self.engine.cancel.is_set():
-                raise _Cancelled("cancelled (Ctrl-C)")
-            chunk = item
-            assert isinstance(chunk, bytearray)
-            n = len(chunk)
-            if cap is not None and offset + n > cap:
-                raise _Failed(f"target is too small: {cap} bytes, the image is larger")
-            if offset < HEAD:
-                k = min(HEAD - offset, n)
-                self.head += chunk[:k]
-                rest = memoryview(chunk)[k:]
-                if rest and not (sparse and rest == _ZERO[: len(rest)]):
-                    self._write(rest, offset + k)
-            elif not (sparse and chunk == _ZERO[:n]):
-                self._write(chunk, offset)
-            offset += n
-            self.result.written = offset
-            self.emit("write", offset, self.engine.size)
-        if self.engine.size is not None and offset != self.engine.size:
-            raise _Failed(f"the image stream ended after {offset} bytes, expected {self.engine.size}")
-        if sparse:
-            assert self.fd is not None
-            os.ftruncate(self.fd, offset)
+                self.end_stream(item)
+                break
+            chunk, zero = cast(tuple[bytearray, bool], item)
+            self.feed(chunk, zero)
+        self.finish()
+
+    def put(self, chunk: bytearray, zero: bool) -> None:
+        """Hand a chunk to a threaded writer (blocks while its queue is full, unless it has failed)."""
+        while self.thread is not None and self.thread.is_alive():
+            try:
+                self.q.put((chunk, zero), timeout=0.2)
+                return
+            except queue.Full:
+                if self.failed:
+                    continue  # it is draining
+        return
+
+    def put_end(self, item: object) -> None:
+        while self.thread is not None and self.thread.is_alive():
+            try:
+                self.q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    # -- after the stream
+    def finish(self) -> None:
+        try:
+            self._guard(self._finish)
+            if not self.failed:
+                self.result.ok = True
+                self.emit("done", self.result.written, self.result.written)
+        finally:
+            self._close()
 
     def _finish(self) -> None:
         assert self.fd is not None
@@ -224,9 +274,6 @@ class _Writer(threading.Thread):
             raise _Cancelled("cancelled (Ctrl-C)")
         expected = None
         if self.engine.verify:
-            while not self.engine.hashed.wait(0.2):
-                if self.engine.cancel.is_set():
-                    raise _Cancelled("cancelled (Ctrl-C)")
             expected = self.engine.digests
         if expected is not None and region is not None:
             expected = list(expected)
@@ -302,80 +349,73 @@ class _Engine:
         self._emit = emit
         self._lock = threading.Lock()
         self.cancel = threading.Event()
-        self.digests: list[bytes] = []
-        self.hashed = threading.Event()  # every chunk's digest is in ``digests``
+        self.digests: list[bytes] = []  # sha256 per chunk of the image, taken while writing
 
     def emit(self, ev: Event) -> None:
         with self._lock:
             self._emit(ev)
 
 
-def _hasher(engine: _Engine, q: queue.Queue[object]) -> None:
-    while True:
-        item = q.get()
-        if item is _END:
-            engine.hashed.set()
-            return
-        if isinstance(item, BaseException):
-            return
-        engine.digests.append(chunk_digest(item))  # type: ignore[arg-type]
-
-
 def write_all(stream: Stream, jobs: list[WriteJob], *, verify: bool = True,
               emit: Callable[[Event], None] = lambda e: None) -> tuple[list[WriteResult], bool]:
     """Write ``stream`` to every job's target; return per-target results and whether Ctrl-C interrupted.
 
-    Decompression happens once (the calling thread reads ``stream``); each target has its own thread."""
+    Decompression happens once: the calling thread reads ``stream``, hashes each chunk (when verifying) and
+    hands it to every target. Finishing (customise, first MiB, fsync, verify) runs in parallel per target."""
     engine = _Engine(stream.info.size, verify, emit)
     writers = [_Writer(j, engine) for j in jobs]
-    hq: queue.Queue[object] = queue.Queue(maxsize=6)
-    hasher = threading.Thread(target=_hasher, args=(engine, hq), name="flash:hash", daemon=True)
-    sinks: list[tuple[queue.Queue[object], threading.Thread]] = [(w.q, w) for w in writers]
-    if verify:
-        sinks.append((hq, hasher))
-    if verify:
-        hasher.start()
-    for w in writers:
-        w.start()
+    inline = [w for w in writers if not w.threaded]
+    threaded = [w for w in writers if w.threaded]
+    finishers: list[threading.Thread] = []
     interrupted = False
-
-    def put_all(item: object) -> None:
-        for qq, thread in sinks:
-            while thread.is_alive():
-                try:
-                    qq.put(item, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-
+    error: BaseException | None = None
     try:
-        while True:
-            if engine.cancel.is_set():
-                put_all(_Cancelled("cancelled (Ctrl-C)"))
-                break
+        for w in writers:
+            w.start()
+        while not engine.cancel.is_set():
             try:
                 chunk = stream.read_chunk()
             except SourceError as e:
-                put_all(e)
+                error = e
                 break
             if chunk is None:
-                put_all(_END)
                 break
-            put_all(chunk)
-            if all(w.failed or not w.is_alive() for w in writers):
-                put_all(_END)
+            zero = chunk == _ZERO if len(chunk) == CHUNK else not chunk.strip(b"\0")
+            if verify:
+                engine.digests.append(ZERO_DIGEST if zero and len(chunk) == CHUNK else chunk_digest(chunk))
+            for w in inline:
+                w.feed(chunk, zero)
+            for w in threaded:
+                w.put(chunk, zero)
+            if all(w.failed for w in writers):
                 break
-        for w in writers:
-            while w.is_alive():
-                w.join(0.2)
+        for w in inline:
+            w.end_stream(error)
+        for w in threaded:
+            w.put_end(error if error is not None else _END)
+        for w in inline:
+            t = threading.Thread(target=w.finish, name=f"flash:{w.job.key}", daemon=True)
+            t.start()
+            finishers.append(t)
+        for t in finishers + [w.thread for w in threaded if w.thread is not None]:
+            while t.is_alive():
+                t.join(0.2)
     except KeyboardInterrupt:
         interrupted = True
         engine.cancel.set()
         with contextlib.suppress(Exception):
             stream.close()
-        put_all(_Cancelled("cancelled (Ctrl-C)"))
-        for w in writers:
-            while w.is_alive():
+        cancelled = _Cancelled("cancelled (Ctrl-C)")
+        for w in inline:
+            if not any(t.name == f"flash:{w.job.key}" for t in finishers):
                 with contextlib.suppress(KeyboardInterrupt):
-                    w.join(0.2)
+                    w.end_stream(cancelled)
+                    w.finish()
+        for w in threaded:
+            with contextlib.suppress(KeyboardInterrupt):
+                w.put_end(cancelled)
+        for t in finishers + [w.thread for w in threaded if w.thread is not None]:
+            while t.is_alive():
+                with contextlib.suppress(KeyboardInterrupt):
+                    t.join(0.2)
     return [w.result for w in writers], interrupted
