@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
@@ -50,7 +51,7 @@ def progress_table(state: prov.RunState) -> Table:
         table.add_column(col, justify="right")
     for h in sorted(state.hosts.values(), key=lambda p: p.host):
         task = h.task or ("done" if state.finished else "waiting")
-        table.add_row(h.host, task, str(h.ok), _count(h.changed, "changed"), _count(h.failed, "failed"),
+        table.add_row(Text(h.host), Text(task), str(h.ok), _count(h.changed, "changed"), _count(h.failed, "failed"),
                       _count(h.unreachable, "unreachable"))
     return table
 
@@ -65,7 +66,7 @@ def recap_table(result: prov.RunResult) -> Table:
     for col in ("ok", "changed", "failed", "unreachable", "skipped", *extra):
         table.add_column(col, justify="right")
     for h in hosts:
-        table.add_row(h.host, Text(h.status, style=_STYLE[h.status]), str(h.ok), _count(h.changed, "changed"),
+        table.add_row(Text(h.host), Text(h.status, style=_STYLE[h.status]), str(h.ok), _count(h.changed, "changed"),
                       _count(h.failed, "failed"), _count(h.unreachable, "unreachable"), str(h.skipped),
                       *(str(getattr(h, c)) for c in extra))
     return table
@@ -73,7 +74,8 @@ def recap_table(result: prov.RunResult) -> Table:
 
 def failures_view(result: prov.RunResult) -> RenderableType:
     panels = [
-        Panel(Text(f.message), title=f"[bold]{f.host}[/] {'unreachable' if f.unreachable else 'failed'}: {f.task}",
+        Panel(Text(f.message),
+              title=f"[bold]{escape(f.host)}[/] {'unreachable' if f.unreachable else 'failed'}: {escape(f.task)}",
               title_align="left", border_style="red")
         for f in result.failures
     ]
@@ -104,7 +106,7 @@ def _run(playbook: str, cluster: Cluster, *, limit: str | None = None, check: bo
     if diff:
         for c in result.changes:
             if c.diff:
-                console.print(f"[bold]{c.host}[/] [yellow]changed[/]: {c.task}", highlight=False)
+                console.print(f"[bold]{escape(c.host)}[/] [yellow]changed[/]: {escape(c.task)}", highlight=False)
                 console.print(Syntax(c.diff, "diff", theme="ansi_dark", background_color="default"))
     console.print(recap_table(result))
     if not result.ok:
