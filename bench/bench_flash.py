@@ -107,8 +107,11 @@ def main() -> None:
         wall: dict[str, list[float]] = {k: [] for k in cases}
         cpu: dict[str, list[float]] = {k: [] for k in cases}
         timed(f"xz -dc -T0 '{image}' >/dev/null", shell=True)  # warm the page cache for the compressed file
+        names = list(cases)
         for run in range(args.runs):
-            for name, fn in cases.items():
+            # rotate the order every run, so no case always follows the same neighbour
+            for name in names[run % len(names):] + names[: run % len(names)]:
+                fn = cases[name]
                 clean()
                 w, c = fn()
                 wall[name].append(w)
