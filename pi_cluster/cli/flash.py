@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated
@@ -27,7 +28,7 @@ from pi_cluster.cli.common import (
     fail,
     load_cluster,
 )
-from pi_cluster.flash import core, target, writer
+from pi_cluster.flash import core, source, target, writer
 
 InitFormatOpt = Annotated[
     str,
@@ -84,12 +85,31 @@ def flash(
     """
     fmt = _check_format(init_format)
     pairs = _pairs(assignments)
-    cluster = load_cluster(inventory)
-    try:
-        p = core.plan(image, pairs, cluster, allow_non_removable=allow_non_removable)
-    except core.FlashError as e:
-        fail(str(e), e.hint)
-    _render_plan(p, verify=not no_verify, fmt=fmt)
+    with contextlib.ExitStack() as stack:
+        stream = None
+        if yes:  # no question to wait for: start decompressing while the inventory loads and targets are checked
+            try:
+                stream = stack.enter_context(core.prefetched(image))
+            except core.FlashError as e:
+                fail(str(e), e.hint)
+        cluster = load_cluster(inventory)
+        try:
+            p = core.plan(image, pairs, cluster, allow_non_removable=allow_non_removable,
+                          info=stream.info if stream else None)
+        except core.FlashError as e:
+            fail(str(e), e.hint)
+        report = _run(p, yes=yes, verify=not no_verify, fmt=fmt, stream=stream)
+    _render_report(report)
+    if report.interrupted:
+        err_console.print("[yellow]interrupted[/]: unfinished targets were left unbootable (first MiB zeroed)")
+        raise typer.Exit(130)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run(p: core.Plan, *, yes: bool, verify: bool, fmt: core.InitFormat,
+         stream: source.Stream | None) -> core.FlashReport:
+    _render_plan(p, verify=verify, fmt=fmt)
     if not yes:
         if not sys.stdin.isatty():
             fail("not asking on a non-interactive input: add --yes to write")
@@ -108,9 +128,9 @@ def flash(
         def on_event(ev: writer.Event) -> None:
             tid = tasks[ev.key]
             if ev.phase in ("write", "verify"):
-                bar.update(tid, completed=ev.done, total=ev.total, phase=ev.phase)
                 if ev.phase == "verify" and ev.done == 0:
                     bar.reset(tid, total=ev.total, phase="verify")
+                bar.update(tid, completed=ev.done, total=ev.total, phase=ev.phase)
             elif ev.phase == "failed":
                 bar.update(tid, phase="[red]failed[/]")
                 bar.stop_task(tid)
@@ -120,13 +140,7 @@ def flash(
             else:
                 bar.update(tid, phase=ev.phase)
 
-        report = core.flash(p, verify=not no_verify, init_format=fmt, emit=on_event)
-    _render_report(report)
-    if report.interrupted:
-        err_console.print("[yellow]interrupted[/]: unfinished targets were left unbootable (first MiB zeroed)")
-        raise typer.Exit(130)
-    if not report.ok:
-        raise typer.Exit(EXIT_FAILED)
+        return core.flash(p, verify=verify, init_format=fmt, emit=on_event, stream=stream)
 
 
 def _render_plan(p: core.Plan, *, verify: bool, fmt: str) -> None:

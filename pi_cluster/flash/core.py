@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -110,18 +110,34 @@ class Plan:
     assignments: list[Assignment]
 
 
+@contextlib.contextmanager
+def prefetched(image: str | os.PathLike[str]) -> Iterator[source.Stream]:
+    """Open ``image`` and start decompressing it in the background (into memory only; nothing is written
+    anywhere) while the inventory is loaded and the targets are checked. Pass it to :func:`plan` and
+    :func:`flash`; leaving the block stops the decoder."""
+    info = inspect_image(image)
+    with source.open_image(info.path, info) as stream:
+        stream.prefetch()
+        yield stream
+
+
+def inspect_image(image: str | os.PathLike[str]) -> source.ImageInfo:
+    try:
+        return source.inspect(image)
+    except source.SourceError as e:
+        raise FlashError(str(e), "use an .img, .img.xz, .img.gz, .img.zst or a .zip holding one .img") from None
+
+
 def plan(image: str | os.PathLike[str], pairs: list[tuple[str, str]], cluster: inv.Cluster, *,
-         allow_non_removable: bool = False, lsblk_json: str | None = None, home: Path | None = None) -> Plan:
+         allow_non_removable: bool = False, lsblk_json: str | None = None, home: Path | None = None,
+         info: source.ImageInfo | None = None) -> Plan:
     """Check everything before anything is written: the image, every node, every target.
 
     Raises FlashError (exit 2) for bad input or a refused target (system disk, mounted, not removable);
     a target that is only too small or not writable is marked (``precheck_error``) and fails alone."""
     if not pairs:
         raise FlashError("no NODE=TARGET given", "e.g. pi-cluster flash raspios.img.xz node1=/dev/sdb")
-    try:
-        info = source.inspect(image)
-    except source.SourceError as e:
-        raise FlashError(str(e), "use an .img, .img.xz, .img.gz, .img.zst or a .zip holding one .img") from None
+    info = info or inspect_image(image)
     if info.size is not None and info.size < 2 * writer.HEAD:
         raise FlashError(f"{image} is too small ({info.size} bytes) to be a disk image")
     names = [n for n, _ in pairs]
@@ -210,8 +226,11 @@ def _customiser(a: Assignment, fmt: InitFormat, out: dict[str, Customisation]) -
 
 
 def flash(p: Plan, *, verify: bool = True, init_format: InitFormat = "auto",
-          emit: Callable[[writer.Event], None] = lambda e: None) -> FlashReport:
-    """Decompress once, write every target of plan ``p``; a failing target does not stop the others."""
+          emit: Callable[[writer.Event], None] = lambda e: None, stream: source.Stream | None = None,
+          ) -> FlashReport:
+    """Decompress once, write every target of plan ``p``; a failing target does not stop the others.
+
+    ``stream``: the image already opened (see :func:`prefetched`); else it is opened here."""
     report = FlashReport(str(p.image.path), p.image.size)
     custom: dict[str, Customisation] = {}
     jobs = []
@@ -224,8 +243,9 @@ def flash(p: Plan, *, verify: bool = True, init_format: InitFormat = "auto",
     results: dict[str, writer.WriteResult] = {}
     if jobs:
         try:
-            with source.open_image(p.image.path, p.image) as stream:
-                res, report.interrupted = writer.write_all(stream, jobs, verify=verify, emit=emit)
+            with contextlib.ExitStack() as stack:
+                src = stream or stack.enter_context(source.open_image(p.image.path, p.image))
+                res, report.interrupted = writer.write_all(src, jobs, verify=verify, emit=emit)
         except KeyboardInterrupt:  # between opening the source and the writers taking over
             report.interrupted = True
             res = []

@@ -11,6 +11,7 @@ Python's ``lzma`` cannot); a .zip is streamed with :mod:`zipfile`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import io
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -128,9 +130,48 @@ class Stream:
     _stderr: IO[bytes] | None = None
     _extra: list[contextlib.AbstractContextManager[object]] = field(default_factory=list)
     bytes_read: int = 0
+    _pf: threading.Thread | None = None
+    _pf_stop: threading.Event = field(default_factory=threading.Event)
+    _pf_chunks: collections.deque[bytearray | None] = field(default_factory=collections.deque)
+    _pf_error: BaseException | None = None
+
+    def prefetch(self, max_bytes: int = 128 << 20) -> None:
+        """Start decompressing in the background while the caller does other work (loading the inventory,
+        checking targets), buffering up to ``max_bytes`` in memory. The first ``read_chunk`` stops it and
+        serves the buffered chunks first; from then on the caller's thread reads directly."""
+
+        def run() -> None:
+            total = 0
+            try:
+                while not self._pf_stop.is_set() and total < max_bytes:
+                    chunk = self._read()
+                    self._pf_chunks.append(chunk)
+                    if chunk is None:
+                        return
+                    total += len(chunk)
+            except BaseException as e:
+                self._pf_error = e
+
+        self._pf = threading.Thread(target=run, name="flash:prefetch", daemon=True)
+        self._pf.start()
+
+    def _stop_prefetch(self) -> None:
+        if self._pf is not None:
+            self._pf_stop.set()
+            self._pf.join()
+            self._pf = None
 
     def read_chunk(self, size: int = CHUNK) -> bytearray | None:
         """The next chunk (a fresh buffer, never reused: safe to hand to several threads), None at the end."""
+        self._stop_prefetch()
+        if self._pf_chunks:
+            return self._pf_chunks.popleft()
+        if self._pf_error is not None:
+            e, self._pf_error = self._pf_error, None
+            raise e
+        return self._read(size)
+
+    def _read(self, size: int = CHUNK) -> bytearray | None:
         buf = bytearray(size)
         mv = memoryview(buf)
         pos = 0
@@ -162,11 +203,14 @@ class Stream:
             )
 
     def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()  # also ends a prefetch blocked on the pipe
+            self._proc.wait()
+        self._pf_stop.set()
+        if self._pf is not None:
+            self._pf.join(5)
         with contextlib.suppress(Exception):
             self._raw.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
         if self._stderr is not None:
             self._stderr.close()
         for cm in reversed(self._extra):
