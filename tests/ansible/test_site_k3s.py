@@ -16,7 +16,7 @@ import pytest
 import yaml
 from playbook_helpers import PLAYBOOKS, local_host, publish, run_playbook, serve, write_yaml
 
-V1 = "v1.31.4+k3s1"
+V1, V2 = "v1.31.4+k3s1", "v1.31.5+k3s1"
 SMART = {"ANSIBLE_GATHERING": "smart"}  # facts once per host and run, not once per play (test speed)
 IP = {"s1": "192.0.2.11", "s2": "192.0.2.12", "a1": "192.0.2.21"}
 CLIENT_KEY = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tdGVzdC1kb3VibGU="
@@ -47,6 +47,7 @@ def release(tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "release"
     root.mkdir()
     publish(root, V1)
+    publish(root, V2)
     with serve(root) as url:
         yield url
 
@@ -106,3 +107,15 @@ def test_site_k3s_plays_token_config_kubeconfig_check_and_idempotence(tmp_path: 
     again = run_playbook(PLAYBOOKS / "site.yml", inv.parent, *args, env=SMART)
     assert again.rc == 0, again.output
     assert {h: again.changed(h) for h in IP} == dict.fromkeys(IP, 0), again.output
+
+    # the real upgrade.yml to V2: one node at a time, servers first
+    upgrade = run_playbook(PLAYBOOKS / "upgrade.yml", inv.parent, "-e", "ansible_become=false", "-e",
+                           f"k3s_version={V2}", env=SMART)
+    assert upgrade.rc == 0, upgrade.output
+    plays = [line for line in upgrade.output.splitlines() if line.startswith("PLAY [")]
+    assert [p.split("[")[1].split("]")[0] for p in plays] == ["Upgrade the servers", "Upgrade the servers",
+                                                               "Upgrade the agents"]
+    replaced = [line.split("[")[1].split("]")[0] for line in upgrade.output.splitlines()
+                if line.startswith("changed: [")]
+    assert replaced == ["s1", "s2", "a1"]
+    assert all(f"k3s version {V2}" in (node(h) / "bin" / "k3s").read_text() for h in IP)
