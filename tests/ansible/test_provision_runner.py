@@ -31,6 +31,11 @@ SITE = """\
         content: "made by {{ inventory_hostname }}\\n"
         dest: "{{ out_dir }}/{{ inventory_hostname }}.txt"
         mode: "0644"
+    - name: Tolerated failure
+      ansible.builtin.command: /bin/false
+      changed_when: false
+      ignore_errors: true
+      when: inventory_hostname == 's1'
     - name: Break on the agent
       ansible.builtin.command: /bin/false
       changed_when: false
@@ -88,8 +93,8 @@ def test_progress_recap_and_failures_from_a_real_run(setup: dict[str, Path]) -> 
 
     assert result.rc != 0 and not result.ok
     # the final recap is Ansible's PLAY RECAP
-    assert {h: (p.ok, p.changed, p.failed, p.unreachable, p.skipped) for h, p in result.hosts.items()} == {
-        "s1": (2, 1, 0, 0, 2), "a1": (2, 1, 1, 0, 0)}
+    assert {h: (p.ok, p.changed, p.failed, p.unreachable, p.skipped, p.ignored)
+            for h, p in result.hosts.items()} == {"s1": (3, 1, 0, 0, 2, 1), "a1": (2, 1, 1, 0, 1, 0)}
     assert result.failures == [prov.Failure("a1", "Break on the agent", "non-zero return code (rc 1)")]
     assert [(c.host, c.task) for c in result.changes] == [("s1", "Write a file"), ("a1", "Write a file")] or \
         [(c.host, c.task) for c in result.changes] == [("a1", "Write a file"), ("s1", "Write a file")]
@@ -102,6 +107,9 @@ def test_progress_recap_and_failures_from_a_real_run(setup: dict[str, Path]) -> 
     for task in ("Say hello", "Write a file", "Break on the agent"):
         assert task in seen_tasks
     assert seen_tasks.index("Say hello") < seen_tasks.index("Write a file") < seen_tasks.index("Break on the agent")
+    # the live counters, just before Ansible's recap, already were the recap's numbers
+    assert snapshots[-2] == {h: ("Never runs" if h == "s1" else "Break on the agent", p.ok, p.changed, p.failed)
+                             for h, p in result.hosts.items()}
     for before, after in itertools.pairwise(snapshots):
         for h in ("s1", "a1"):
             assert all(b <= a for b, a in zip(before[h][1:], after[h][1:], strict=True))
@@ -112,7 +120,8 @@ def test_progress_recap_and_failures_from_a_real_run(setup: dict[str, Path]) -> 
     console.print(recap_table(result))
     recap = console.export_text()
     rows = [[c.strip() for c in line.split("│")[1:-1]] for line in recap.splitlines() if line.startswith("│")]
-    assert rows == [["a1", "failed", "2", "1", "1", "0", "0"], ["s1", "changed", "2", "1", "0", "0", "2"]], recap
+    assert rows == [["a1", "failed", "2", "1", "1", "0", "1", "0"],
+                    ["s1", "changed", "3", "1", "0", "0", "2", "1"]], recap  # `ignored` shown: it was used
 
     # runner artifacts went to a temporary directory and are gone
     assert list(setup["runs"].iterdir()) == []
