@@ -40,7 +40,16 @@ unit: venv
 	$(BIN)/pytest -q tests/unit
 
 demo: setup
-	$(BIN)/pi-cluster inventory check -i inventory/example
+	@set -e; pc=$(BIN)/pi-cluster; lab=$${DEMO_LAB:-pidemo}; inv=/var/lib/pi-cluster/lab/$$lab/inventory; \
+	trap "$$pc lab down --name $$lab >/dev/null 2>&1 || true" EXIT; \
+	echo "== 1. the example inventory (edit a copy for your Pis)"; $$pc inventory check -i inventory/example; \
+	echo "== 2. a virtual 3-node Pi cluster on this machine"; $$pc lab up --name $$lab; \
+	echo "== 3. its inventory, checked like yours"; $$pc inventory check -i $$inv; \
+	echo "== 4. Service networking conformance (exit 0: healthy)"; $$pc check -i $$inv --junit $$(mktemp --suffix=.xml); \
+	echo "== 5. break node2's kube-proxy rules, check again (exit 1, cause first)"; \
+	$$pc lab fault --name $$lab drop-rules node2; \
+	if $$pc check -i $$inv --only proxy,clusterip,nodeport; then echo "expected failures"; exit 1; fi; \
+	$$pc lab heal --name $$lab; echo "== done; the lab is removed on exit"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
