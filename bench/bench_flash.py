@@ -8,7 +8,9 @@ of firmware/kernels, ext4 `rootfs` filled from this machine's /usr/bin and /usr/
   verify ratio      flash (verify) to 1 file target     /  xz -dc -T0 | dd bs=4M      (goal <= 1.6)
   fan-out ratio     flash --no-verify to 4 file targets /  flash --no-verify to 1     (goal <= 1.5)
 
-Times include the CLI's start-up and inventory loading. Run: .venv/bin/python bench/bench_flash.py
+Times include the CLI's start-up and inventory loading (about 1.2 s of CPU here); a diagnostic line shows
+core.flash() alone. CPU ratios are printed too: on a busy shared machine they are steadier than wall time.
+Run: .venv/bin/python bench/bench_flash.py
 """
 
 from __future__ import annotations
@@ -78,6 +80,28 @@ def timed(cmd: list[str] | str, shell: bool = False) -> tuple[float, float]:
     return dt, cpu
 
 
+CORE_SNIPPET = """
+import sys, time
+from pi_cluster import inventory
+from pi_cluster.flash import core
+cluster = inventory.load(sys.argv[1])
+plan = core.plan(sys.argv[2], [("node1", sys.argv[3])], cluster)
+t = time.perf_counter()
+report = core.flash(plan, verify=False)
+assert report.ok, report
+print(time.perf_counter() - t)
+"""
+
+
+def timed_core(inv: Path, image: Path, target: Path) -> tuple[float, float]:
+    """Seconds spent in core.flash() alone (no CLI start-up, inventory loading or planning)."""
+    r = subprocess.run([sys.executable, "-c", CORE_SNIPPET, str(inv), str(image), str(target)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"core.flash failed:\n{r.stderr[-2000:]}")
+    return float(r.stdout.strip().splitlines()[-1]), 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", default=os.environ.get("PI_CLUSTER_BENCH_DIR", "/var/tmp/pi-cluster-bench"))
@@ -103,6 +127,7 @@ def main() -> None:
             "flash-noverify-1": lambda: timed([*one, "--no-verify"]),
             "flash-verify-1": lambda: timed(one),
             "flash-noverify-4": lambda: timed([*four, "--no-verify"]),
+            "core-noverify-1": lambda: timed_core(inv, image, targets[0]),
         }
         wall: dict[str, list[float]] = {k: [] for k in cases}
         cpu: dict[str, list[float]] = {k: [] for k in cases}
@@ -138,6 +163,9 @@ def main() -> None:
     ):
         text, headline = ratios(a, b)
         print(f"  {label} {text}   goal <= {goal}: {'ok' if headline <= goal else 'MISSED'}")
+    core_ratio = min(wall["core-noverify-1"]) / min(wall["dd"])
+    print(f"  diagnostic: core.flash() alone (no CLI start-up) / xz|dd  wall(min) {core_ratio:5.2f}   wall(median) "
+          f"{statistics.median(wall['core-noverify-1']) / statistics.median(wall['dd']):5.2f}")
 
 if __name__ == "__main__":
     main()
