@@ -95,11 +95,14 @@ print(time.perf_counter() - t)
 
 def timed_core(inv: Path, image: Path, target: Path) -> tuple[float, float]:
     """Seconds spent in core.flash() alone (no CLI start-up, inventory loading or planning)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([sys.executable, "-c", CORE_SNIPPET, str(inv), str(image), str(target)],
                        capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"core.flash failed:\n{r.stderr[-2000:]}")
-    return float(r.stdout.strip().splitlines()[-1]), 0.0
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # whole process, start-up too
+    return float(r.stdout.strip().splitlines()[-1]), cpu
 
 
 def main() -> None:
