@@ -45,6 +45,10 @@ def probe_namespaces(lab: Lab) -> list[str]:
             if i["metadata"]["name"].startswith("pi-cluster-probe-")]
 
 
+# Scenarios whose logic does not depend on the proxy mode run once, on the iptables lab.
+ONCE = pytest.mark.parametrize("lab", ["iptables"], indirect=True)
+
+
 @pytest.fixture(scope="module", params=["iptables", "nftables"])
 def lab(request: pytest.FixtureRequest, make_lab: Callable[..., Lab]) -> Lab:
     return make_lab("c" + request.param[0], nodes=3, proxy_mode=request.param)
@@ -71,9 +75,8 @@ def test_healthy_lab_passes_every_scenario(lab: Lab, tmp_path: Path) -> None:
     assert probe_namespaces(lab) == []  # removed at the end
 
 
+@ONCE
 def test_plain_pytest_runs_the_same_checks(lab: Lab, tmp_path: Path) -> None:
-    if lab.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     js = tmp_path / "r.json"
     p = subprocess.run([sys.executable, "-m", "pytest", "-p", "pi_cluster.conformance.plugin", "-p",
                         "no:cacheprovider", "-q", "--pyargs",
@@ -111,9 +114,8 @@ def test_cluster_dns_stopped(healed: Lab, tmp_path: Path) -> None:
     assert {r["node"] for r in fails} == {n.name for n in healed.nodes}
 
 
+@ONCE
 def test_cut_off_node(healed: Lab, tmp_path: Path) -> None:
-    if healed.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     healed.fault("cut-node", node="node3")
     t0 = time.monotonic()
     code, data, out = check(healed, tmp_path, "--timeout", "60")
@@ -130,9 +132,8 @@ def test_cut_off_node(healed: Lab, tmp_path: Path) -> None:
     assert {n.name for n in healed.nodes} - {"node3"} <= {r["node"] for r in data["results"]}
 
 
+@ONCE
 def test_pod_killed_during_churn_passes(healed: Lab, tmp_path: Path) -> None:
-    if healed.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     out = tmp_path / "r.json"
     proc = subprocess.Popen([*CLI, "-i", str(healed.inventory_path), "--json", str(out), "--only", "churn"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -175,9 +176,8 @@ def test_sigint_leaves_no_probe_namespace(healed: Lab, tmp_path: Path) -> None:
     assert not [p for p in healed.pods() if p.namespace.startswith("pi-cluster-probe-")]
 
 
+@ONCE
 def test_secrets_never_in_output(healed: Lab, tmp_path: Path) -> None:
-    if healed.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     inv = tmp_path / "inventory"
     shutil.copytree(healed.inventory_path, inv)
     token = "K10" + "c0ffee" * 10 + "::server:topsecretvalue42"
@@ -193,9 +193,8 @@ def test_secrets_never_in_output(healed: Lab, tmp_path: Path) -> None:
     assert os.path.exists(js)
 
 
+@ONCE
 def test_mtu_blackhole_fails_only_large_requests_across_that_node(healed: Lab, tmp_path: Path) -> None:
-    if healed.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     healed.fault("mtu-blackhole", node="node2")
     code, data, out = check(healed, tmp_path, "--only", "nodes,podnet")
     assert code == 1, out
@@ -204,9 +203,8 @@ def test_mtu_blackhole_fails_only_large_requests_across_that_node(healed: Lab, t
     assert all("node2" in (r["node"], *r["peers"]) and "MTU" in r["seen"] for r in fails)
 
 
+@ONCE
 def test_unreachable_server_is_a_setup_error(healed: Lab, tmp_path: Path) -> None:
-    if healed.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     healed.fault("cut-node", node="node1")
     code, data, out = check(healed, tmp_path, "--timeout", "30")
     assert code == 2, out
@@ -214,9 +212,8 @@ def test_unreachable_server_is_a_setup_error(healed: Lab, tmp_path: Path) -> Non
     assert data.get("setup_error")
 
 
+@ONCE
 def test_extra_tests_run_against_the_same_hosts(healed: Lab, tmp_path: Path) -> None:
-    if healed.proxy_mode != "iptables":
-        pytest.skip("once is enough")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "test_mine.py").write_text(
