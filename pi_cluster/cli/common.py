@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from typing import Annotated, NoReturn
 
@@ -67,12 +66,14 @@ def load_cluster(source: str | None) -> inv.Cluster:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn UserError and Ctrl-C into clean exits (2 and 130), never a traceback."""
+def user_errors(*kinds: type[Exception]) -> Iterator[None]:
+    """Turn UserError (and the core's own bad-input errors, ``kinds``, which may carry a ``hint``) into exit
+    code 2 with a message, and Ctrl-C into exit 130; never a traceback."""
+    caught: tuple[type[Exception], ...] = (UserError, *kinds)
     try:
         yield
-    except UserError as e:
-        fail(str(e), e.hint)
+    except caught as e:
+        fail(str(e), getattr(e, "hint", None))
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+        raise typer.Exit(130) from None

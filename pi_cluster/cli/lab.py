@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from pi_cluster.cli.common import console, err_console, fail
+from pi_cluster.cli.common import console, err_console, fail, user_errors
 
 app = typer.Typer(help="A virtual Pi cluster on this machine: network namespaces, real sshd, real kernel rules.",
                   no_args_is_help=True)
@@ -19,17 +18,10 @@ app = typer.Typer(help="A virtual Pi cluster on this machine: network namespaces
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Lab name (namespaces are <name>-<node>).")]
 
 
-@contextlib.contextmanager
-def _lab_errors() -> Iterator[None]:
+def _lab_errors() -> contextlib.AbstractContextManager[None]:
     from pi_cluster.lab import LabError
 
-    try:
-        yield
-    except LabError as e:
-        fail(str(e), e.hint)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130) from None
+    return user_errors(LabError)
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated
 
 import typer
@@ -15,15 +14,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-# (module, attribute, name): sub-command groups (typer apps) and plain commands, registered if present.
-_GROUPS = [("inventory", "app", "inventory"), ("lab", "app", "lab"), ("image", "app", "image")]
-_COMMANDS = [
-    ("flash", "flash"), ("flash", "devices"),
-    ("provision", "provision"), ("provision", "upgrade"), ("provision", "reset"), ("provision", "reboot"),
-    ("check", "check"),
-]
-
 
 def _version(value: bool) -> None:
     if value:
@@ -40,28 +30,14 @@ def _root(
     """pi-cluster: one inventory; flash, provision, check; and a virtual lab cluster to rehearse on."""
 
 
-def _register() -> None:
-    for module, attr, name in _GROUPS:
-        try:
-            mod = importlib.import_module(f"pi_cluster.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"pi_cluster.cli.{module}":
-                raise
-            continue
-        if hasattr(mod, attr):
-            app.add_typer(getattr(mod, attr), name=name)
-    for module, func in _COMMANDS:
-        try:
-            mod = importlib.import_module(f"pi_cluster.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"pi_cluster.cli.{module}":
-                raise
-            continue
-        if hasattr(mod, func):
-            app.command(func.replace("_", "-"))(getattr(mod, func))
+from pi_cluster.cli import check, flash, image, inventory, lab, provision  # noqa: E402
 
-
-_register()
+app.add_typer(inventory.app, name="inventory")
+app.add_typer(lab.app, name="lab")
+app.add_typer(image.app, name="image")
+for command in (flash.flash, flash.devices, provision.provision, provision.upgrade, provision.reset,
+                provision.reboot, check.check):
+    app.command()(command)
 
 
 def main() -> None:
