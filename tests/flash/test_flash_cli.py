@@ -296,3 +296,35 @@ def test_ctrl_c_leaves_targets_unbootable(images: dict[str, Path], inventory: Pa
     assert all(not t.ok and "cancel" in (t.error or "") for t in report.targets), report.targets
     for o in outs:
         assert o.read_bytes()[:MiB] == bytes(MiB), f"{o.name}: bootable after Ctrl-C"
+
+
+def test_verification_catches_data_changed_under_it(images: dict[str, Path], inventory: Path,
+                                                    tmp_path: Path) -> None:
+    """Bytes that differ on the target after writing (what a failing card returns) fail verification: the
+    target is reported failed and its first MiB zeroed; the other target of the run still verifies."""
+    import os
+
+    from pi_cluster import inventory as inv
+    from pi_cluster.flash import core
+
+    bad, good = tmp_path / "bad.img", tmp_path / "good.img"
+    cluster = inv.load(str(inventory))
+    plan = core.plan(str(images["trixie.xz"]), [("node1", str(bad)), ("node2", str(good))], cluster)
+    damaged = []
+
+    def on_event(ev) -> None:
+        if ev.key == str(bad) and ev.phase == "verify" and ev.done == 0 and not damaged:
+            fd = os.open(bad, os.O_RDWR)
+            try:  # flip bytes inside the ext4 rootfs, after the writer's fsync, before its read-back
+                os.pwrite(fd, b"\xde\xad\xbe\xef", 80 * MiB)
+            finally:
+                os.close(fd)
+            damaged.append(True)
+
+    report = core.flash(plan, verify=True, emit=on_event)
+    by_target = {t.target: t for t in report.targets}
+    assert damaged
+    assert not by_target[str(bad)].ok and "verification failed" in (by_target[str(bad)].error or "")
+    assert str(80 * MiB // (4 * MiB) * 4 * MiB) in (by_target[str(bad)].error or "")
+    assert bad.read_bytes()[:MiB] == bytes(MiB)
+    assert by_target[str(good)].ok and by_target[str(good)].verified
