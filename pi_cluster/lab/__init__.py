@@ -3,7 +3,7 @@
 See docs in `pi_cluster.lab.core` and the contract in notes/LAB_API.md.
 """
 
-from pi_cluster.lab.core import Lab
+from pi_cluster.lab.core import Lab, PodRequest
 from pi_cluster.lab.models import (
     ContainerSpec,
     Fault,
@@ -15,5 +15,5 @@ from pi_cluster.lab.models import (
     ServiceState,
 )
 
-__all__ = ["ContainerSpec", "Fault", "Lab", "LabError", "LabNode", "PodState", "ServicePort", "ServiceSpec",
-           "ServiceState"]
+__all__ = ["ContainerSpec", "Fault", "Lab", "LabError", "LabNode", "PodRequest", "PodState", "ServicePort",
+           "ServiceSpec", "ServiceState"]

@@ -25,10 +25,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -81,6 +81,16 @@ READY_TIMEOUT = 5.0
 NETEXEC = Path(__file__).with_name("netexec.py")
 NODEAGENT = Path(__file__).with_name("nodeagent.py")
 PYTHON = sys.executable
+
+
+class PodRequest(NamedTuple):
+    """One pod for `Lab.add_pods` (the arguments of `Lab.add_pod`)."""
+
+    namespace: str
+    name: str
+    node: str
+    labels: dict[str, str]
+    containers: list[ContainerSpec]
 
 
 def base_dir() -> Path:
@@ -680,13 +690,43 @@ Subsystem sftp internal-sftp
 
     def add_pod(self, namespace: str, name: str, node: str, labels: dict[str, str] | None = None,
                 containers: list[ContainerSpec] | None = None) -> PodState:
+        result = self.add_pods([PodRequest(namespace, name, node, labels or {}, containers or [ContainerSpec()])])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def add_pods(self, requests: Sequence[PodRequest | tuple[str, str, str, dict[str, str], list[ContainerSpec]]]
+                 ) -> list[PodState | Exception]:
+        """Start several pods under one lock: every pod's namespace and processes first, then one wait for all
+        of them to answer, then one re-sync of every node's rules and DNS. One result per request, in order: the
+        pod, or the error that stopped it (a pod that fails is removed; the others are kept)."""
         with self._locked() as st:
-            pod = self._create_pod(st, namespace, name, node, labels or {}, containers or [ContainerSpec()])
+            results: list[PodState | Exception] = []
+            started: list[PodState] = []
+            try:
+                for namespace, name, node, labels, containers in requests:  # PodRequest or a plain 5-tuple
+                    try:
+                        pod = self._create_pod(st, namespace, name, node, dict(labels),
+                                               list(containers) or [ContainerSpec()], wait=False)
+                    except Exception as e:
+                        results.append(e)
+                        continue
+                    results.append(pod)
+                    started.append(pod)
+                failed = self._await_pods(st, started)
+            except BaseException:
+                self._destroy_pods(st, started)
+                self._save_state(st)
+                raise
+            self._destroy_pods(st, [p for p in started if p.uid in failed])
+            results = [failed[r.uid] if isinstance(r, PodState) and r.uid in failed else r for r in results]
             self._sync(st)
-            return pod
+            return results
 
     def _create_pod(self, st: LabStateModel, namespace: str, name: str, node: str, labels: dict[str, str],
-                    containers: list[ContainerSpec], kind: str = "netexec") -> PodState:
+                    containers: list[ContainerSpec], kind: str = "netexec", wait: bool = True) -> PodState:
+        """Record the pod, build its namespace and start its processes; with `wait`, also wait until it
+        answers (else the caller waits with `_await_pods`)."""
         if not DNS_NAME_RE.match(namespace):
             raise LabError(f"bad namespace name {namespace!r} (a DNS label: a-z, 0-9, '-')")
         if not POD_NAME_RE.match(name):
@@ -725,7 +765,11 @@ Subsystem sftp internal-sftp
                       f"link set {pod.veth} up"], n.netns)
             ip_batch(["link set lo up", f"addr add {ip}/24 dev eth0", "link set eth0 up",
                       f"route add default via {gw}"], netns)
-            self._start_pod(st, pod)
+            self._spawn_pod(st, pod)
+            if wait:
+                failed = self._await_pods(st, [pod])
+                if failed:
+                    raise failed[pod.uid]
         except BaseException:
             self._destroy_pod(st, pod)
             self._save_state(st)
@@ -750,6 +794,13 @@ Subsystem sftp internal-sftp
         raise LabError(f"node {n.name}: no free pod address in {n.pod_cidr}")
 
     def _start_pod(self, st: LabStateModel, pod: PodState) -> None:
+        """Start the pod's processes and wait until it answers (LabError if it does not)."""
+        self._spawn_pod(st, pod)
+        failed = self._await_pods(st, [pod])
+        if failed:
+            raise failed[pod.uid]
+
+    def _spawn_pod(self, st: LabStateModel, pod: PodState) -> None:
         logs = self.state_dir / "logs"
         pids = []
         if pod.kind == "dns":
@@ -772,12 +823,21 @@ Subsystem sftp internal-sftp
                     argv.append("--udp-port=-1")  # agnhost's default 8081 would clash inside one pod
                 pids.append(_spawn(argv, logs / f"pod-{pod.namespace}.{pod.name}.log"))
         pod.pids = pids
-        checks: list[tuple[str, int]] = [("udp", c.port) if pod.kind == "dns" else ("tcp", _http_port(c))
-                                         for c in pod.containers]
 
-        def probe() -> bool:
-            for proto, port in checks:
-                if proto == "udp":
+    def _await_pods(self, st: LabStateModel, pods: list[PodState]) -> dict[str, LabError]:
+        """Wait until every pod's servers answer; mark those ready. Returns {uid: error} for the pods whose
+        server exited or did not answer in time (READY_TIMEOUT, plus a little per process started at once, since
+        they share the CPU)."""
+        logs = self.state_dir / "logs"
+        nprocs = sum(len(p.pids) for p in pods)
+        allowed = READY_TIMEOUT + 0.1 * max(0, nprocs - 4)
+        deadline = time.monotonic() + allowed
+        pending = list(pods)
+        failed: dict[str, LabError] = {}
+
+        def answers(pod: PodState) -> bool:
+            for c in pod.containers:
+                if pod.kind == "dns":
                     try:
                         if not _dns_answers(pod.ip):
                             return False
@@ -785,44 +845,71 @@ Subsystem sftp internal-sftp
                         return False
                 else:
                     try:
-                        with socket.create_connection((pod.ip, port), timeout=0.3):
+                        with socket.create_connection((pod.ip, _http_port(c)), timeout=0.3):
                             pass
                     except OSError:
                         return False
             return True
 
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not in_netns(pod.netns, probe):
-            dead = [p for p in pids if not alive(p)]
-            if dead or time.monotonic() > deadline:
-                log = logs / f"pod-{pod.namespace}.{pod.name}.log"
-                tail = log.read_text(errors="replace").strip().splitlines()[-2:] if log.exists() else []
-                why = "exited" if dead else f"did not answer within {READY_TIMEOUT:.0f} s"
-                raise LabError(f"pod {pod.namespace}/{pod.name}: its server {why}" +
-                               (f": {' / '.join(tail)}" if tail else ""))
-            time.sleep(0.02)
-        pod.ready = True
+        while pending:
+            still = []
+            for pod in pending:
+                if in_netns(pod.netns, lambda pod=pod: answers(pod)):  # type: ignore[misc]
+                    pod.ready = True
+                    continue
+                dead = [p for p in pod.pids if not alive(p)]
+                if dead or time.monotonic() > deadline:
+                    log = logs / f"pod-{pod.namespace}.{pod.name}.log"
+                    tail = log.read_text(errors="replace").strip().splitlines()[-2:] if log.exists() else []
+                    why = "exited" if dead else f"did not answer within {allowed:.0f} s"
+                    failed[pod.uid] = LabError(f"pod {pod.namespace}/{pod.name}: its server {why}" +
+                                               (f": {' / '.join(tail)}" if tail else ""))
+                    continue
+                still.append(pod)
+            pending = still
+            if pending:
+                time.sleep(0.02)
+        return failed
 
     def _destroy_pod(self, st: LabStateModel, pod: PodState) -> None:
-        pids = list(pod.pids)
-        if netns_exists(pod.netns):
-            pids += netns_pids(pod.netns)
+        self._destroy_pods(st, [pod])
+
+    def _destroy_pods(self, st: LabStateModel, pods: list[PodState]) -> None:
+        """Kill the pods' processes (all at once, one grace period), remove their namespaces and state."""
+        pids: list[int] = []
+        for pod in pods:
+            pids += pod.pids
+            if netns_exists(pod.netns):
+                pids += netns_pids(pod.netns)
         _kill(sorted(set(pids)), grace=0.5)
-        if netns_exists(pod.netns):
-            run(["ip", "netns", "del", pod.netns], check=False)
-        shutil.rmtree(Path("/etc/netns") / pod.netns, ignore_errors=True)
-        st.pods = [p for p in st.pods if p.uid != pod.uid]
+        for pod in pods:
+            if netns_exists(pod.netns):
+                run(["ip", "netns", "del", pod.netns], check=False)
+            shutil.rmtree(Path("/etc/netns") / pod.netns, ignore_errors=True)
+        uids = {p.uid for p in pods}
+        st.pods = [p for p in st.pods if p.uid not in uids]
 
     def delete_pod(self, namespace: str, name: str) -> None:
+        self.delete_pods([(namespace, name)])
+
+    def delete_pods(self, pods: Sequence[tuple[str, str]]) -> None:
+        """Delete several pods [(namespace, name)] under one lock, with one re-sync: as Kubernetes, their
+        endpoints leave every node's rules first, then the pods terminate (all at once), so new connections
+        never go to a pod that is already gone. Nothing is deleted if one of them does not exist."""
         with self._locked() as st:
-            pod = self._pod(st, namespace, name)
-            if pod.kind == "dns":
-                raise LabError("the cluster DNS pod is part of the lab; use the stop-dns fault to stop it")
-            # as Kubernetes: the endpoint leaves every node's rules first, then the pod terminates, so new
-            # connections never go to a pod that is already gone
-            st.pods = [p for p in st.pods if p.uid != pod.uid]
+            victims = []
+            for namespace, name in pods:
+                pod = self._pod(st, namespace, name)
+                if pod.kind == "dns":
+                    raise LabError("the cluster DNS pod is part of the lab; use the stop-dns fault to stop it")
+                if pod not in victims:
+                    victims.append(pod)
+            if not victims:
+                return
+            uids = {p.uid for p in victims}
+            st.pods = [p for p in st.pods if p.uid not in uids]
             self._sync(st)
-            self._destroy_pod(st, pod)
+            self._destroy_pods(st, victims)
 
     # ------------------------------------------------------------------------------------ services
     def refresh(self) -> None:
@@ -849,10 +936,24 @@ Subsystem sftp internal-sftp
                 and all(p.labels.get(k) == v for k, v in spec.selector.items())]
 
     def apply_service(self, spec: ServiceSpec) -> ServiceState:
+        result = self.apply_services([spec])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def apply_services(self, specs: Sequence[ServiceSpec]) -> list[ServiceState | Exception]:
+        """Create or update several Services in order under one lock, with one re-sync. Stops at the first one
+        refused: the result list then ends with its error (those before it are applied), else one state each."""
         with self._locked() as st:
-            state = self._apply_service(st, spec)
+            results: list[ServiceState | Exception] = []
+            for spec in specs:
+                try:
+                    results.append(self._apply_service(st, spec))
+                except LabError as e:
+                    results.append(e)
+                    break
             self._sync(st)
-            return state
+            return results
 
     def _apply_service(self, st: LabStateModel, spec: ServiceSpec) -> ServiceState:
         spec = spec.model_copy(deep=True)
@@ -943,13 +1044,18 @@ Subsystem sftp internal-sftp
         return state
 
     def delete_service(self, namespace: str, name: str) -> None:
+        self.delete_services([(namespace, name)])
+
+    def delete_services(self, services: Sequence[tuple[str, str]]) -> None:
+        """Delete several Services [(namespace, name)] with one re-sync (none if one of them does not exist)."""
         with self._locked() as st:
-            if (namespace, name) in {("default", "kubernetes"), ("kube-system", "kube-dns")}:
-                raise LabError(f"service {namespace}/{name} is part of the lab and cannot be deleted")
-            before = len(st.services)
-            st.services = [s for s in st.services if not (s.spec.namespace == namespace and s.spec.name == name)]
-            if len(st.services) == before:
-                raise LabError(f"no service {namespace}/{name} in lab {st.name}")
+            for namespace, name in services:
+                if (namespace, name) in {("default", "kubernetes"), ("kube-system", "kube-dns")}:
+                    raise LabError(f"service {namespace}/{name} is part of the lab and cannot be deleted")
+                if not any(s.spec.namespace == namespace and s.spec.name == name for s in st.services):
+                    raise LabError(f"no service {namespace}/{name} in lab {st.name}")
+            gone = set(services)
+            st.services = [s for s in st.services if (s.spec.namespace, s.spec.name) not in gone]
             self._sync(st)
 
     # ------------------------------------------------------------------------------------ sync

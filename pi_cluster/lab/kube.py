@@ -73,11 +73,27 @@ class LabAPI(Protocol):
 
     def add_pod(self, namespace: str, name: str, node: str, labels: dict[str, str], containers: list[Any]) -> Any: ...
 
+    def add_pods(self, requests: list[tuple[str, str, str, dict[str, str], list[Any]]]) -> list[Any]:
+        """Several (namespace, name, node, labels, containers) in one batch; per pod the pod or its error."""
+        ...
+
     def delete_pod(self, namespace: str, name: str) -> None: ...
+
+    def delete_pods(self, pods: list[tuple[str, str]]) -> None:
+        """Several (namespace, name) with one rules re-sync."""
+        ...
+
+    def delete_services(self, services: list[tuple[str, str]]) -> None:
+        """Several (namespace, name) with one rules re-sync."""
+        ...
 
     def pods(self) -> list[Any]: ...
 
     def apply_service(self, spec: Any) -> Any: ...
+
+    def apply_services(self, specs: list[Any]) -> list[Any]:
+        """Several in order with one rules re-sync; stops at the first refused (its error ends the list)."""
+        ...
 
     def delete_service(self, namespace: str, name: str) -> None: ...
 
@@ -422,23 +438,49 @@ class KubeCluster:
     # ------------------------------------------------------------------------------------------ pods
     def _create_pod(self, namespace: str, owner_kind: str, owner: dict[str, Any] | None, name: str, node: str,
                     template: dict[str, Any], tmpl_hash: str, extra_labels: dict[str, str]) -> None:
+        error = self._create_pods(namespace, owner_kind, owner, [(name, node)], template, tmpl_hash, extra_labels)[0]
+        if error is not None:
+            raise error
+
+    @staticmethod
+    def _template_labels(template: dict[str, Any], extra_labels: dict[str, str]) -> dict[str, str]:
         labels = {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("labels") or {}).items()}
         labels.update(extra_labels)
+        return labels
+
+    def _create_pods(self, namespace: str, owner_kind: str, owner: dict[str, Any] | None,
+                     pods: list[tuple[str, str]], template: dict[str, Any], tmpl_hash: str,
+                     extra_labels: dict[str, str]) -> list[Exception | None]:
+        """Start the pods [(name, node)] of one template in one lab batch (all start, then all are waited for);
+        one error (or None) per pod. A pod that fails leaves no ownership record."""
+        if not pods:
+            return []
+        labels = self._template_labels(template, extra_labels)
         containers = []
         for c in template["spec"]["containers"]:
             argv = [str(a) for a in (c.get("command") or [])[1:] + (c.get("args") or [])]
             containers.append(self.types.ContainerSpec(name=str(c["name"]), port=container_port(c), args=argv))
-        self.store.pods[_key(namespace, name)] = {
-            "owner": {"kind": owner_kind, "name": owner["manifest"]["metadata"]["name"], "uid": owner["uid"]}
-            if owner else None,
-            "template": template, "hash": tmpl_hash, "generation": owner["generation"] if owner else 1}
+        for name, _node in pods:
+            self.store.pods[_key(namespace, name)] = {
+                "owner": {"kind": owner_kind, "name": owner["manifest"]["metadata"]["name"], "uid": owner["uid"]}
+                if owner else None,
+                "template": template, "hash": tmpl_hash, "generation": owner["generation"] if owner else 1}
         self.save()
         try:
-            self.lab.add_pod(namespace, name, node, labels, containers)
+            results = self.lab.add_pods([(namespace, name, node, dict(labels), list(containers))
+                                         for name, node in pods])
         except Exception:
-            self.store.pods.pop(_key(namespace, name), None)
+            for name, _node in pods:
+                self.store.pods.pop(_key(namespace, name), None)
             self.save()
             raise
+        errors: list[Exception | None] = [r if isinstance(r, Exception) else None for r in results]
+        for (name, _node), err in zip(pods, errors, strict=True):
+            if err is not None:
+                self.store.pods.pop(_key(namespace, name), None)
+        if any(errors):
+            self.save()
+        return errors
 
     def _delete_lab_pod(self, namespace: str, name: str) -> None:
         self.lab.delete_pod(namespace, name)
@@ -460,11 +502,14 @@ class KubeCluster:
             return {"controller-revision-hash": tmpl_hash, "pod-template-generation": str(obj["generation"])}
         return {"pod-template-hash": tmpl_hash}
 
-    def _pod_name(self, kind: str, name: str, tmpl_hash: str) -> str:
-        existing = {_get(p, "name") for p in self._pods()}
+    def _pod_name(self, kind: str, name: str, tmpl_hash: str, taken: set[str] | None = None) -> str:
+        """A fresh generated pod name; `taken`: names planned in the same batch (the new name is added)."""
+        existing = {_get(p, "name") for p in self._pods()} | (taken or set())
         while True:
             cand = f"{name}-{_safe_suffix(5)}" if kind == "DaemonSet" else f"{name}-{tmpl_hash}-{_safe_suffix(5)}"
             if cand not in existing:
+                if taken is not None:
+                    taken.add(cand)
                 return cand
 
     @staticmethod
@@ -498,39 +543,46 @@ class KubeCluster:
         errors: list[str] = []
         if kind == "DaemonSet":
             eligible = [n for n in node_names if self._node_affinity_ok(spec, nodes[n], where)]
+            taken: set[str] = set()
+            missing = [(self._pod_name(kind, name, tmpl_hash, taken), node) for node in eligible
+                       if not any(_get(p, "node") == node for p in current)]
+            # every missing pod in one batch: the lab starts them all, then waits for all
+            for (_pod, node), err in zip(missing, self._create_pods(namespace, kind, obj, missing, template,
+                                                                      tmpl_hash, extra), strict=True):
+                if err is not None:
+                    errors.append(f"node {node}: {err}")
             for node in eligible:
                 mine = [p for p in current if _get(p, "node") == node]
-                if not mine:
-                    try:
-                        self._create_pod(namespace, kind, obj, self._pod_name(kind, name, tmpl_hash), node,
-                                         template, tmpl_hash, extra)
-                    except Exception as e:
-                        errors.append(f"node {node}: {e}")
                 for p in mine[1:]:
                     self._delete_lab_pod(namespace, _get(p, "name"))
             stale = outdated + [p for p in current if _get(p, "node") not in eligible]
         else:
             replicas = int(manifest["spec"].get("replicas", 1) if manifest["spec"].get("replicas") is not None else 1)
-            have = list(current)
-            while len(have) < replicas:
-                all_pods = self._pods()
-                counts = {n: sum(1 for p in have if _get(p, "node") == n) for n in node_names}
+            # place every missing replica first (each placement sees the ones planned before it, as if they were
+            # already running), then start them all in one batch
+            planned: list[dict[str, Any]] = []
+            taken = set()
+            all_pods = self._pods()
+            labels = self._template_labels(template, extra)
+            while len(current) + len(planned) < replicas:
+                counts = {n: sum(1 for p in [*current, *planned] if _get(p, "node") == n) for n in node_names}
                 cands = [n for n in node_names if self._node_affinity_ok(spec, nodes[n], where)
-                         and self._pod_affinity_ok(namespace, spec, n, all_pods, replacing, where)]
+                         and self._pod_affinity_ok(namespace, spec, n, [*all_pods, *planned], replacing, where)]
                 if not cands:
                     errors.append(f"0/{len(node_names)} nodes are available for a new pod (node selector or "
                                   "affinity rules)")
                     break
                 node = min(cands, key=lambda n: (counts[n], node_names.index(n)))
-                pod_name = self._pod_name(kind, name, tmpl_hash)
-                try:
-                    self._create_pod(namespace, kind, obj, pod_name, node, template, tmpl_hash, extra)
-                except Exception as e:
-                    errors.append(f"node {node}: {e}")
-                    break
-                have = [p for p in self._owned_pods(kind, namespace, name, self._pods())
-                        if _key(namespace, _get(p, "name")) not in replacing
-                        and self.store.pods.get(_key(namespace, _get(p, "name")), {}).get("hash") == tmpl_hash]
+                planned.append({"name": self._pod_name(kind, name, tmpl_hash, taken), "node": node,
+                                "namespace": namespace, "labels": labels})
+            batch = [(p["name"], p["node"]) for p in planned]
+            for (_pod, node), err in zip(batch, self._create_pods(namespace, kind, obj, batch, template, tmpl_hash,
+                                                                    extra), strict=True):
+                if err is not None:
+                    errors.append(f"node {node}: {err}")
+            have = [p for p in self._owned_pods(kind, namespace, name, self._pods())
+                    if _key(namespace, _get(p, "name")) not in replacing
+                    and self.store.pods.get(_key(namespace, _get(p, "name")), {}).get("hash") == tmpl_hash]
             newest_first = sorted(have, key=lambda p: str(_get(p, "created", "")), reverse=True)
             surplus = newest_first[:max(0, len(have) - replicas)]
             stale = outdated + surplus
@@ -1118,6 +1170,7 @@ class KubeCluster:
             ordered = sorted(range(len(checked)), key=lambda i: {"Namespace": 0, "DaemonSet": 1, "Deployment": 1,
                                                                 "Pod": 1, "Service": 2}[checked[i][0]])
             to_reconcile: list[tuple[str, str, str]] = []
+            services: list[tuple[int, str, str, dict[str, Any], Any, bool]] = []
             for i in ordered:
                 kind, ns, name, doc = checked[i]
                 ref = KIND_REF[kind]
@@ -1147,13 +1200,8 @@ class KubeCluster:
                     if old is not None and old["manifest"] == doc and existed:
                         lines[i] = f"{ref}/{name} unchanged"
                         continue
-                    try:
-                        self.lab.apply_service(spec)
-                    except Exception as e:
-                        raise KubeError(f'Error from server: error when applying "{name}": {e}') from e
-                    objs[_key(ns, name)] = {"manifest": doc, "resourceVersion": self.store.bump()}
-                    self.save()
-                    lines[i] = f"{ref}/{name} {'configured' if existed else 'created'}"
+                    services.append((i, ns, name, doc, spec, existed))  # applied together below
+                    continue
                 else:
                     objs = self.store.kind(kind)
                     old = objs.get(_key(ns, name))
@@ -1173,6 +1221,18 @@ class KubeCluster:
                         lines[i] = f"{ref}/{name} configured"
                     self.save()
                     to_reconcile.append((kind, ns, name))
+            if services:  # every Service in one lab call: one rules re-sync, in order, stopping at a refusal
+                try:
+                    states = self.lab.apply_services([spec for _i, _ns, _n, _d, spec, _e in services])
+                except Exception as e:
+                    states = [e]
+                for (i, ns, name, doc, _spec, existed), state in zip(services, states, strict=False):
+                    if isinstance(state, Exception):
+                        self.save()
+                        raise KubeError(f'Error from server: error when applying "{name}": {state}') from state
+                    self.store.kind("Service")[_key(ns, name)] = {"manifest": doc, "resourceVersion": self.store.bump()}
+                    lines[i] = f"{KIND_REF['Service']}/{name} {'configured' if existed else 'created'}"
+                self.save()
             for kind, ns, name in to_reconcile:
                 self.reconcile(kind, ns, name)
             return Result(0, "".join(lines[i] + "\n" for i in range(len(checked))))
@@ -1249,8 +1309,12 @@ class KubeCluster:
             if self.store.kind(kind).pop(_key(namespace, name), None) is None:
                 raise self._not_found(kind, name)
             self.save()
-            for p in self._owned_pods(kind, namespace, name, self._pods()):
-                self._delete_lab_pod(namespace, _get(p, "name"))
+            owned = [str(_get(p, "name")) for p in self._owned_pods(kind, namespace, name, self._pods())]
+            if owned:
+                self.lab.delete_pods([(namespace, p) for p in owned])
+                for p in owned:
+                    self.store.pods.pop(_key(namespace, p), None)
+                self.save()
             self.reconcile_errors.pop(f"{kind}/{namespace}/{name}", None)
         elif kind == "Namespace":
             if name not in self.store.namespaces:
@@ -1258,15 +1322,24 @@ class KubeCluster:
             if name in SYSTEM_NAMESPACES:
                 raise KubeError(f'Error from server (Forbidden): namespaces "{name}" is forbidden: this namespace '
                                 "may not be deleted")
+            # everything in it at once: its workloads, then all its pods in one batch, then all its Services
             for wkind in ("DaemonSet", "Deployment"):
                 for key in [k for k in self.store.kind(wkind) if k.split("/", 1)[0] == name]:
-                    self._delete_one(wkind, name, key.split("/", 1)[1])
-            for p in self._pods():
-                if _get(p, "namespace") == name:
-                    self._delete_lab_pod(name, _get(p, "name"))
-            for s in self._services():
-                if str(_get(_get(s, "spec"), "namespace")) == name:
-                    self._delete_one("Service", name, str(_get(_get(s, "spec"), "name")))
+                    self.store.kind(wkind).pop(key, None)
+                    self.reconcile_errors.pop(f"{wkind}/{key}", None)
+            self.save()
+            pods = [str(_get(p, "name")) for p in self._pods() if _get(p, "namespace") == name]
+            if pods:
+                self.lab.delete_pods([(name, p) for p in pods])
+                for p in pods:
+                    self.store.pods.pop(_key(name, p), None)
+                self.save()
+            svcs = [str(_get(_get(s, "spec"), "name")) for s in self._services()
+                    if str(_get(_get(s, "spec"), "namespace")) == name]
+            if svcs:
+                self.lab.delete_services([(name, s) for s in svcs])
+                for s in svcs:
+                    self.store.kind("Service").pop(_key(name, s), None)
             del self.store.namespaces[name]
             self.save()
         else:

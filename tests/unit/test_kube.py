@@ -57,9 +57,25 @@ class LabAPITestDouble:
         self.calls.append(f"add_pod {namespace}/{name}@{node}")
         return pod
 
+    def add_pods(self, requests: list[tuple[str, str, str, dict[str, str], list[ContainerSpec]]]
+                 ) -> list[PodState | Exception]:
+        """The batch form: one add_pod per request, in order; a failing pod's error in its place."""
+        out: list[PodState | Exception] = []
+        for r in requests:
+            try:
+                out.append(self.add_pod(*r))
+            except Exception as e:
+                out.append(e)
+        return out
+
     def delete_pod(self, namespace: str, name: str) -> None:
         self._pods = [p for p in self._pods if not (p.namespace == namespace and p.name == name)]
         self.calls.append(f"delete_pod {namespace}/{name}")
+
+    def delete_pods(self, pods: list[tuple[str, str]]) -> None:
+        """The batch form: one delete_pod per pod, in order."""
+        for namespace, name in pods:
+            self.delete_pod(namespace, name)
 
     def pods(self) -> list[PodState]:
         return [p.model_copy() for p in self._pods]
@@ -88,6 +104,22 @@ class LabAPITestDouble:
     def delete_service(self, namespace: str, name: str) -> None:
         self._services = [s for s in self._services if not (s.spec.namespace == namespace and s.spec.name == name)]
         self.calls.append(f"delete_service {namespace}/{name}")
+
+    def apply_services(self, specs: list[ServiceSpec]) -> list[ServiceState | Exception]:
+        """The batch form: one apply_service per spec, in order, stopping at the first error."""
+        out: list[ServiceState | Exception] = []
+        for spec in specs:
+            try:
+                out.append(self.apply_service(spec))
+            except Exception as e:
+                out.append(e)
+                break
+        return out
+
+    def delete_services(self, services: list[tuple[str, str]]) -> None:
+        """The batch form: one delete_service per Service, in order."""
+        for namespace, name in services:
+            self.delete_service(namespace, name)
 
     def services(self) -> list[ServiceState]:
         return list(self._services)
