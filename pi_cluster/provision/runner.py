@@ -6,8 +6,10 @@ import difflib
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,6 +276,10 @@ def run_playbook(
     flags = [f for f, on in (("--check", check), ("--diff", diff)) if on] + [shlex.quote(a) for a in extra_args or []]
     private = Path(tempfile.mkdtemp(prefix="pi-cluster-run-"))
     tracker = EventTracker(path.stem, on_progress, hosts)
+    # ansible-runner installs SIGINT/SIGTERM handlers (Ctrl-C cancels the playbook) and leaves them behind:
+    # put the caller's back afterwards, so Ctrl-C means KeyboardInterrupt again once the run is over.
+    saved = ({sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+             if threading.current_thread() is threading.main_thread() else {})
     try:
         r = ansible_runner.run(
             private_data_dir=str(private),
@@ -306,5 +312,7 @@ def run_playbook(
             artifacts_dir=private if keep_artifacts else None,
         )
     finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
         if not keep_artifacts:
             shutil.rmtree(private, ignore_errors=True)

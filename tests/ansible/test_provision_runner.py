@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -133,7 +134,10 @@ def test_unreachable_host_is_reported(setup: dict[str, Path]) -> None:
         "s1": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody",
                "ansible_ssh_common_args": "-o ConnectTimeout=3"}}}},
         "vars": {"out_dir": str(setup["out"]), "break_hosts": []}}})
+    before = signal.getsignal(signal.SIGINT)
     result = prov.run_playbook("site", inv)
+    # ansible-runner's own Ctrl-C handler does not outlive the run
+    assert signal.getsignal(signal.SIGINT) is before
     assert not result.ok
     assert result.hosts["s1"].unreachable == 1
     [failure] = result.failures

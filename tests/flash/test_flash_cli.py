@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEST_KEY, assert_schema_valid, boot, copy_sparse, write_inventory
+from flash_helpers import TEST_KEY, assert_schema_valid, boot, copy_sparse, write_inventory
 from flash_images import DISK_ID, MiB, compress
 
 from pi_cluster.flash.bootfs import mbr_disk_id
@@ -290,7 +290,11 @@ def test_ctrl_c_leaves_targets_unbootable(images: dict[str, Path], inventory: Pa
             sent.set()
             signal.pthread_kill(main, signal.SIGINT)  # type: ignore[arg-type]
 
-    report = core.flash(plan, verify=True, emit=on_event)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a fresh process
+    try:
+        report = core.flash(plan, verify=True, emit=on_event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sent.is_set()
     assert report.interrupted and not report.ok
     assert all(not t.ok and "cancel" in (t.error or "") for t in report.targets), report.targets

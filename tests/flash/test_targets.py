@@ -153,5 +153,5 @@ def test_flash_to_loop_device(images: dict[str, Path], inventory: Path, cli, tmp
     got = disk.read_bytes()
     assert got[: 1 << 20] == raw[: 1 << 20] and got[65 << 20: len(raw)] == raw[65 << 20:]
     assert got[len(raw):] == b"\xff" * (len(got) - len(raw))  # beyond the image: untouched
-    from conftest import boot
+    from flash_helpers import boot
     assert "node3" in boot(disk).read_text("user-data")
