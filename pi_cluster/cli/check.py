@@ -7,19 +7,21 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pytest
 import typer
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from pi_cluster.cli.common import EXIT_BAD_INPUT, InventoryOpt, console, err_console, fail, load_cluster
-from pi_cluster.conformance import run as cr
 from pi_cluster.conformance.report import Report, Result, Status, mask
 
-PKG_DIR = Path(cr.__file__).parent
+if TYPE_CHECKING:
+    import pytest
+
+# pytest and the check machinery (paramiko, testinfra) load only when `check` runs, not for every command
+PKG_DIR = Path(__file__).resolve().parent.parent / "conformance"
 
 
 class LiveView:
@@ -120,6 +122,10 @@ def check(
     Plain pytest equivalent:
     `pytest -p pi_cluster.conformance.plugin --pyargs pi_cluster.conformance --inventory INV`.
     """
+    import pytest
+
+    from pi_cluster.conformance import run as cr
+
     cluster = load_cluster(inventory)
     split = lambda v: [s.strip() for s in v.split(",") if s.strip()] if v else None  # noqa: E731
     try:
