@@ -155,6 +155,11 @@ class CheckRun:
     def service(self, name: str) -> wl.ServiceInfo | None:
         return self.w.services.get(name) if self.w else None
 
+    def node_port(self, name: str) -> int | None:
+        """The NodePort of the probe Service ``name`` (its first port), None before it exists."""
+        svc = self.service(name)
+        return svc.ports[0].node_port if svc and svc.ports else None
+
     # -- the phases -----------------------------------------------------------------------------------
     def setup(self) -> None:
         """Connect to a server, check architectures, deploy the workload. SetupError on failure."""

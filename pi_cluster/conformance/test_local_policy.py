@@ -19,13 +19,8 @@ SCENARIO = "local-policy"
 SERVICE = wl.SVC_LOCAL  # the Service these checks probe
 
 
-def _port(run: CheckRun) -> int | None:
-    svc = run.service(wl.SVC_LOCAL)
-    return svc.ports[0].node_port if svc and svc.ports else None
-
-
 def plan(run: CheckRun) -> None:
-    port = _port(run)
+    port = run.node_port(SERVICE)
     if not port:
         return
     for b in run.nodes:
@@ -34,7 +29,7 @@ def plan(run: CheckRun) -> None:
 
 
 def evaluate(run: CheckRun) -> list[Result]:
-    port = _port(run)
+    port = run.node_port(SERVICE)
     w = run.w
     if not port or w is None:
         return [Result(SCENARIO, n, "local", "fail", target=wl.SVC_LOCAL, expected="a nodePort",

@@ -18,13 +18,8 @@ SCENARIO = "nodeport"
 SERVICE = wl.SVC_NODEPORT  # the Service these checks probe
 
 
-def _port(run: CheckRun) -> int | None:
-    svc = run.service(wl.SVC_NODEPORT)
-    return svc.ports[0].node_port if svc and svc.ports else None
-
-
 def plan(run: CheckRun) -> None:
-    port = _port(run)
+    port = run.node_port(SERVICE)
     if not port:
         return
     for a in [*run.nodes, WORKSTATION]:
@@ -35,7 +30,7 @@ def plan(run: CheckRun) -> None:
 
 
 def evaluate(run: CheckRun) -> list[Result]:
-    port = _port(run)
+    port = run.node_port(SERVICE)
     out: list[Result] = []
     if not port:
         return [Result(SCENARIO, n, "nodeport", "fail", target=wl.SVC_NODEPORT, expected="a nodePort",
