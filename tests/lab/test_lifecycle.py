@@ -42,8 +42,10 @@ def test_up_is_idempotent_and_down_leaves_nothing(make_lab: Callable[..., Lab]) 
     with pytest.raises(LabError, match="already up with 2 nodes"):
         Lab.up(name=lab.name, nodes=3)
     lab.add_pod("default", "p1", "node2", {"a": "b"}, [])
-    every_pid = [*lab._st.pids.values(), *(p for pod in lab.pods() for p in pod.pids)]
-    assert all(alive(p) for p in every_pid)
+    named = {**{f"{k} {p}": p for k, p in lab._st.pids.items()},
+             **{f"pod {pod.name} {p}": p for pod in lab.pods() for p in pod.pids}}
+    every_pid = list(named.values())
+    assert [k for k, p in named.items() if not alive(p)] == [], "lab processes died (see the lab's logs/)"
     Lab.down(lab.name)
     assert leftovers(lab.name) == []
     deadline = time.monotonic() + 3
