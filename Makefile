@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 lint: venv
 	$(BIN)/ruff check pi_cluster tests bench
 	$(BIN)/mypy pi_cluster
-	if [ -f playbooks/site.yml ]; then $(BIN)/ansible-lint --offline --profile production playbooks/; fi
+	if [ -f playbooks/site.yml ]; then PATH="$(abspath $(BIN)):$$PATH" $(BIN)/ansible-lint --offline --profile production playbooks/; fi
 
 test: setup lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
