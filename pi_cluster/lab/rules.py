@@ -114,12 +114,7 @@ def iptables_ruleset(node: NodeView, ports: list[PortRule]) -> str:
         if not pr.endpoints:
             flt.append(f'-A KUBE-SERVICES -m comment --comment "{spn} has no endpoints" {m} -d {pr.cluster_ip}/32 '
                        f"--dport {pr.port} -j REJECT")
-            if pr.node_port:
-                flt.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no endpoints" -m addrtype '
-                           f"--dst-type LOCAL {m} --dport {pr.node_port} -j REJECT")
-            for ip in pr.lb_ips:
-                flt.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no endpoints" {m} -d {ip}/32 '
-                           f"--dport {pr.port} -j REJECT")
+            flt.extend(_external_filter(pr, m, "has no endpoints", "REJECT"))
             continue
         nat_chains.append(svc)
         services.append(f'-A KUBE-SERVICES -m comment --comment "{spn} cluster IP" {m} -d {pr.cluster_ip}/32 '
@@ -158,12 +153,7 @@ def iptables_ruleset(node: NodeView, ports: list[PortRule]) -> str:
             nat.append(f"-A {ext} -j {svl}")
             nat.extend(_iptables_lb(svl, pr, local))
         else:
-            if pr.node_port:
-                flt.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no local endpoints" '
-                           f"-m addrtype --dst-type LOCAL {m} --dport {pr.node_port} -j DROP")
-            for ip in pr.lb_ips:
-                flt.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{spn} has no local endpoints" {m} '
-                           f"-d {ip}/32 --dport {pr.port} -j DROP")
+            flt.extend(_external_filter(pr, m, "has no local endpoints", "DROP"))
     services.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the '
                     'last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
     filter_chains = ["KUBE-EXTERNAL-SERVICES", "KUBE-FIREWALL", "KUBE-FORWARD", "KUBE-NODEPORTS",
@@ -341,3 +331,15 @@ def _nft_lb(chain: str, pr: PortRule, eps: list[Endpoint]) -> list[str]:
 
 def nft_empty() -> str:
     return f"add table {T}\ndelete table {T}\n"
+
+
+def _external_filter(pr: PortRule, m: str, why: str, target: str) -> list[str]:
+    """KUBE-EXTERNAL-SERVICES rules that REJECT/DROP a service port's NodePort and LoadBalancer traffic."""
+    out = []
+    if pr.node_port:
+        out.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{pr.spn} {why}" -m addrtype '
+                   f"--dst-type LOCAL {m} --dport {pr.node_port} -j {target}")
+    for ip in pr.lb_ips:
+        out.append(f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "{pr.spn} {why}" {m} -d {ip}/32 '
+                   f"--dport {pr.port} -j {target}")
+    return out
